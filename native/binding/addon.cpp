@@ -1,0 +1,274 @@
+// Module entry point, shared boundary helpers, and the runtime controls (threads, seeds, grad
+// mode, memory statistics, build facts).
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "../ops/ops.h"
+#include "common.h"
+
+#if defined(S2BNN_WITH_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+namespace s2bnn::binding {
+
+Napi::Error make_error(Napi::Env env, const std::string& message, const char* code) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  return error;
+}
+
+std::string torch_message(const c10::Error& error) {
+  std::string message = error.what_without_backtrace();
+  // Drop the "Exception raised from ... (most recent call first)" trailer if present.
+  const auto trailer = message.find("\nException raised from");
+  if (trailer != std::string::npos) message.erase(trailer);
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  return message;
+}
+
+// ---- ReferenceReleaser ------------------------------------------------------------------------
+
+ReferenceReleaser::ReferenceReleaser(Napi::Env env)
+    : env_(env), js_thread_(std::this_thread::get_id()) {
+  wake_ = Napi::ThreadSafeFunction::New(
+      env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "s2bnn.release", 0, 1);
+  wake_.Unref(env);  // never keeps the process alive on its own
+}
+
+void ReferenceReleaser::release(napi_ref reference) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!alive_) return;  // the environment is gone; so is the buffer
+  if (std::this_thread::get_id() == js_thread_) {
+    napi_delete_reference(env_, reference);
+    return;
+  }
+  pending_.push_back(reference);
+  auto self = this;
+  wake_.NonBlockingCall([self](Napi::Env, Napi::Function) { self->drain(); });
+}
+
+void ReferenceReleaser::drain() {
+  std::vector<napi_ref> batch;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!alive_) return;
+    batch.swap(pending_);
+  }
+  for (napi_ref reference : batch) napi_delete_reference(env_, reference);
+}
+
+void ReferenceReleaser::shutdown() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!alive_) return;
+  alive_ = false;
+  pending_.clear();
+  wake_.Release();
+}
+
+AddonState& state(Napi::Env env) { return *env.GetInstanceData<AddonState>(); }
+
+// ---- argument helpers -------------------------------------------------------------------------
+
+int64_t integer(Napi::Env env, const Napi::Value& value, const char* name) {
+  if (value.IsBigInt()) {
+    bool lossless = false;
+    const int64_t v = value.As<Napi::BigInt>().Int64Value(&lossless);
+    if (!lossless) throw_argument(env, std::string(name) + " does not fit in int64");
+    return v;
+  }
+  if (!value.IsNumber()) throw_argument(env, std::string(name) + " must be an integer");
+  const double v = value.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(v) || std::floor(v) != v || std::fabs(v) > 9007199254740991.0) {
+    std::ostringstream message;
+    message << name << " must be an integer, got " << v;
+    throw_argument(env, message.str());
+  }
+  return static_cast<int64_t>(v);
+}
+
+double number(Napi::Env env, const Napi::Value& value, const char* name) {
+  if (!value.IsNumber()) throw_argument(env, std::string(name) + " must be a number");
+  return value.As<Napi::Number>().DoubleValue();
+}
+
+bool boolean(Napi::Env env, const Napi::Value& value, const char* name) {
+  if (!value.IsBoolean()) throw_argument(env, std::string(name) + " must be a boolean");
+  return value.As<Napi::Boolean>().Value();
+}
+
+std::string string(Napi::Env env, const Napi::Value& value, const char* name) {
+  if (!value.IsString()) throw_argument(env, std::string(name) + " must be a string");
+  return value.As<Napi::String>().Utf8Value();
+}
+
+std::vector<int64_t> int_list(Napi::Env env, const Napi::Value& value, const char* name) {
+  if (!value.IsArray()) throw_argument(env, std::string(name) + " must be an array of integers");
+  const Napi::Array array = value.As<Napi::Array>();
+  std::vector<int64_t> out(array.Length());
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const std::string element = std::string(name) + "[" + std::to_string(i) + "]";
+    out[i] = integer(env, array.Get(i), element.c_str());
+  }
+  return out;
+}
+
+struct DtypeName {
+  const char* name;
+  at::ScalarType type;
+};
+
+constexpr DtypeName kDtypes[] = {
+    {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf},
+    {"bfloat16", at::kBFloat16}, {"int64", at::kLong}, {"int32", at::kInt},
+    {"int16", at::kShort}, {"int8", at::kChar}, {"uint8", at::kByte}, {"bool", at::kBool},
+};
+
+at::ScalarType parse_dtype(Napi::Env env, const std::string& name) {
+  for (const auto& entry : kDtypes) {
+    if (name == entry.name) return entry.type;
+  }
+  throw_argument(env, "unknown dtype '" + name +
+                          "' (expected float32, float64, float16, bfloat16, int64, int32, int16, "
+                          "int8, uint8 or bool)");
+}
+
+const char* dtype_name(at::ScalarType type) {
+  for (const auto& entry : kDtypes) {
+    if (type == entry.type) return entry.name;
+  }
+  return c10::toString(type);
+}
+
+at::Device parse_device(Napi::Env env, const std::string& name) {
+  try {
+    const at::Device device(name);
+    if (!device.is_cpu() && !device.is_cuda()) {
+      throw_argument(env, "device must be 'cpu' or 'cuda[:index]', got '" + name + "'");
+    }
+    return device;
+  } catch (const c10::Error&) {
+    throw_argument(env, "device must be 'cpu' or 'cuda[:index]', got '" + name + "'");
+  }
+}
+
+std::string device_name(const at::Device& device) { return device.str(); }
+
+// ---- runtime controls -------------------------------------------------------------------------
+
+namespace {
+
+Napi::Value set_num_threads(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const int64_t n = integer(env, info[0], "threads");
+    if (n < 1 || n > 1024) throw_argument(env, "threads must be between 1 and 1024");
+    at::set_num_threads(static_cast<int>(n));
+    return env.Undefined();
+  });
+}
+
+Napi::Value get_num_threads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), at::get_num_threads());
+}
+
+Napi::Value manual_seed(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const int64_t seed = integer(env, info[0], "seed");
+    at::manual_seed(static_cast<uint64_t>(seed));
+    return env.Undefined();
+  });
+}
+
+Napi::Value set_grad_enabled(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const bool previous = at::GradMode::is_enabled();
+    at::GradMode::set_enabled(boolean(env, info[0], "enabled"));
+    return Napi::Boolean::New(env, previous);
+  });
+}
+
+Napi::Value is_grad_enabled(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled());
+}
+
+Napi::Value memory_stats(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const bool reset = info.Length() > 0 && boolean(env, info[0], "resetPeak");
+    const auto stats = ops::memory_stats(reset);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("current", Napi::Number::New(env, static_cast<double>(stats[0])));
+    out.Set("peak", Napi::Number::New(env, static_cast<double>(stats[1])));
+    out.Set("allocations", Napi::Number::New(env, static_cast<double>(stats[2])));
+    return out;
+  });
+}
+
+Napi::Value memory_stats_enable(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    ops::memory_stats_enable(boolean(env, info[0], "enable"));
+    return env.Undefined();
+  });
+}
+
+Napi::Value cuda_device_count(const Napi::CallbackInfo& info) {
+#if defined(S2BNN_WITH_CUDA)
+  return Napi::Number::New(info.Env(), at::globalContext().hasCUDA() ? at::cuda::device_count() : 0);
+#else
+  return Napi::Number::New(info.Env(), 0);
+#endif
+}
+
+Napi::Value parallel_info(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), at::get_parallel_info());
+}
+
+}  // namespace
+
+void init_runtime(Napi::Env env, Napi::Object exports) {
+  exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads));
+  exports.Set("getNumThreads", Napi::Function::New(env, get_num_threads));
+  exports.Set("manualSeed", Napi::Function::New(env, manual_seed));
+  exports.Set("setGradEnabled", Napi::Function::New(env, set_grad_enabled));
+  exports.Set("isGradEnabled", Napi::Function::New(env, is_grad_enabled));
+  exports.Set("memoryStats", Napi::Function::New(env, memory_stats));
+  exports.Set("memoryStatsEnable", Napi::Function::New(env, memory_stats_enable));
+  exports.Set("cudaDeviceCount", Napi::Function::New(env, cuda_device_count));
+  exports.Set("parallelInfo", Napi::Function::New(env, parallel_info));
+  Napi::Object build = Napi::Object::New(env);
+  build.Set("libtorchVersion", Napi::String::New(env, TORCH_VERSION));
+#if defined(S2BNN_WITH_CUDA)
+  build.Set("cuda", Napi::Boolean::New(env, true));
+#else
+  build.Set("cuda", Napi::Boolean::New(env, false));
+#endif
+  exports.Set("build", build);
+}
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  auto* addon_state = new AddonState();
+  addon_state->releaser = std::make_shared<ReferenceReleaser>(env);
+  env.SetInstanceData<AddonState>(addon_state);
+  // Runs before the instance data is freed: afterwards no reference may be touched.
+  env.AddCleanupHook([releaser = addon_state->releaser]() { releaser->shutdown(); });
+  init_runtime(env, exports);
+  init_tensor(env, exports);
+  init_ops(env, exports);
+  return exports;
+}
+
+}  // namespace s2bnn::binding
+
+// NODE_API_MODULE needs an unqualified function name.
+static Napi::Object InitS2bnn(Napi::Env env, Napi::Object exports) {
+  return s2bnn::binding::init(env, exports);
+}
+
+NODE_API_MODULE(s2bnn, InitS2bnn)

@@ -1,0 +1,91 @@
+// The boundary between Node and libtorch: error translation, argument parsing, and the per-env
+// state every binding file shares. This folder is the only place that includes napi.h.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <napi.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace s2bnn::binding {
+
+// Error codes on the JS Error's `code` property.
+inline constexpr const char* kCodeTorch = "S2BNN_TORCH";        // libtorch rejected the call
+inline constexpr const char* kCodeArgument = "S2BNN_ARGUMENT";  // bad argument at the boundary
+inline constexpr const char* kCodeDisposed = "S2BNN_DISPOSED";  // tensor used after dispose()
+inline constexpr const char* kCodeInternal = "S2BNN_INTERNAL";  // any other C++ exception
+
+Napi::Error make_error(Napi::Env env, const std::string& message, const char* code);
+
+[[noreturn]] inline void throw_argument(Napi::Env env, const std::string& message) {
+  throw make_error(env, message, kCodeArgument);
+}
+
+// libtorch messages carry a C++ backtrace and source location after the first lines; users get
+// the message itself.
+std::string torch_message(const c10::Error& error);
+
+// Runs `body` and turns every C++ exception into a JS Error: nothing escapes as a crash.
+template <typename Body>
+Napi::Value guarded(Napi::Env env, Body&& body) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const c10::Error& error) {
+    throw make_error(env, torch_message(error), kCodeTorch);
+  } catch (const std::exception& error) {
+    throw make_error(env, error.what(), kCodeInternal);
+  }
+}
+
+// Keeps JS ArrayBuffers alive while zero-copy tensors use their memory. A tensor's storage can
+// be freed on any thread (libtorch worker threads, async steps), but references may only be
+// deleted on the JS thread: other threads queue them and wake the JS thread.
+class ReferenceReleaser {
+ public:
+  ReferenceReleaser(Napi::Env env);
+  void release(napi_ref reference);
+  void drain();
+  void shutdown();
+
+ private:
+  napi_env env_;
+  std::thread::id js_thread_;
+  std::mutex mutex_;
+  std::vector<napi_ref> pending_;
+  bool alive_ = true;
+  Napi::ThreadSafeFunction wake_;
+};
+
+struct AddonState {
+  Napi::FunctionReference tensor_constructor;
+  std::shared_ptr<ReferenceReleaser> releaser;
+};
+
+AddonState& state(Napi::Env env);
+
+// Argument helpers: each names the argument in its error.
+std::vector<int64_t> int_list(Napi::Env env, const Napi::Value& value, const char* name);
+int64_t integer(Napi::Env env, const Napi::Value& value, const char* name);
+double number(Napi::Env env, const Napi::Value& value, const char* name);
+bool boolean(Napi::Env env, const Napi::Value& value, const char* name);
+std::string string(Napi::Env env, const Napi::Value& value, const char* name);
+
+at::ScalarType parse_dtype(Napi::Env env, const std::string& name);
+const char* dtype_name(at::ScalarType type);
+at::Device parse_device(Napi::Env env, const std::string& name);
+std::string device_name(const at::Device& device);
+
+// Tensor handles (tensor.cpp).
+at::Tensor& unwrap(Napi::Env env, const Napi::Value& value, const char* name);
+Napi::Object wrap(Napi::Env env, at::Tensor tensor);
+void init_tensor(Napi::Env env, Napi::Object exports);
+void init_ops(Napi::Env env, Napi::Object exports);
+void init_runtime(Napi::Env env, Napi::Object exports);
+
+}  // namespace s2bnn::binding

@@ -1,0 +1,206 @@
+// CUDA kernels of the s2bnn operators: at::Tensor in and out around the raw launchers in
+// cuda/launch.h. Built only against a CUDA libtorch. Scalars that the backward needs (the
+// upstream gradient) stay on the device, so no kernel here synchronizes with the host.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "checks.h"
+#include "shared.h"
+#include "cuda/launch.h"
+
+namespace s2bnn::cuda_ops {
+namespace {
+
+using cuda::DType;
+
+DType dtype_of(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return DType::Float32;
+    case at::kDouble: return DType::Float64;
+    case at::kHalf: return DType::Float16;
+    case at::kBFloat16: return DType::BFloat16;
+    default: TORCH_CHECK(false, "s2bnn CUDA kernels take float32/64, float16 or bfloat16, got ",
+                         t.scalar_type());
+  }
+}
+
+cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+// Launch errors surface as std::runtime_error from the launchers; rethrow as c10::Error so
+// bindings and Python report them like every other libtorch error.
+template <typename Fn>
+void launch(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::runtime_error& error) {
+    TORCH_CHECK(false, error.what());
+  }
+}
+
+at::Tensor upstream_as_float(const at::Tensor& grad, const char* op) {
+  TORCH_CHECK(grad.numel() == 1, op, ": grad must be a scalar, got shape ", checks::shape_of(grad));
+  return grad.reshape({1}).to(at::kFloat).contiguous();
+}
+
+at::Tensor sign_ste(const at::Tensor& x) {
+  checks::floating("sign_ste", "x", x);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor input = x.contiguous();
+  at::Tensor out = at::empty_like(input);
+  launch([&] { cuda::sign_forward(dtype_of(input), input.data_ptr(), out.data_ptr(), input.numel(), stream()); });
+  return out;
+}
+
+at::Tensor sign_ste_backward(const at::Tensor& grad, const at::Tensor& x) {
+  checks::same_shape("sign_ste_backward", "grad", grad, "x", x);
+  checks::same_device_dtype("sign_ste_backward", "grad", grad, "x", x);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor g = grad.contiguous(), input = x.contiguous();
+  at::Tensor out = at::empty_like(input);
+  launch([&] {
+    cuda::sign_backward(dtype_of(input), g.data_ptr(), input.data_ptr(), out.data_ptr(), input.numel(), stream());
+  });
+  return out;
+}
+
+at::Tensor binarize_weight(const at::Tensor& w) {
+  checks::binarize_weight_args(w);
+  const c10::cuda::CUDAGuard guard(w.device());
+  const at::Tensor weight = w.contiguous();
+  at::Tensor out = at::empty_like(weight);
+  const int64_t channels = weight.size(0);
+  launch([&] {
+    cuda::binarize_weight_forward(dtype_of(weight), weight.data_ptr(), out.data_ptr(), channels,
+                            weight.numel() / channels, stream());
+  });
+  return out;
+}
+
+at::Tensor binarize_weight_backward(const at::Tensor& grad, const at::Tensor& w) {
+  checks::binarize_weight_args(w);
+  checks::same_shape("binarize_weight_backward", "grad", grad, "w", w);
+  checks::same_device_dtype("binarize_weight_backward", "grad", grad, "w", w);
+  const c10::cuda::CUDAGuard guard(w.device());
+  const at::Tensor g = grad.contiguous(), weight = w.contiguous();
+  at::Tensor out = at::empty_like(weight);
+  launch([&] {
+    cuda::clipped_backward(dtype_of(weight), g.data_ptr(), weight.data_ptr(), out.data_ptr(), weight.numel(), stream());
+  });
+  return out;
+}
+
+at::Tensor rprelu(const at::Tensor& x, const at::Tensor& bias_in, const at::Tensor& weight,
+                  const at::Tensor& bias_out) {
+  checks::rprelu_args(x, bias_in, weight, bias_out);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor input = x.contiguous();
+  const at::Tensor b1 = bias_in.contiguous(), a = weight.contiguous(), b2 = bias_out.contiguous();
+  at::Tensor out = at::empty_like(input);
+  const shared::ChannelLayout l = shared::layout_of(input);
+  launch([&] {
+    cuda::rprelu_forward(dtype_of(input), input.data_ptr(), b1.data_ptr(), a.data_ptr(), b2.data_ptr(),
+                   out.data_ptr(), l.batch, l.channels, l.plane, stream());
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rprelu_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& bias_in,
+    const at::Tensor& weight, const at::Tensor& bias_out) {
+  checks::rprelu_args(x, bias_in, weight, bias_out);
+  checks::same_shape("rprelu_backward", "grad", grad, "x", x);
+  checks::same_device_dtype("rprelu_backward", "grad", grad, "x", x);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor g = grad.contiguous(), input = x.contiguous();
+  const at::Tensor b1 = bias_in.contiguous(), a = weight.contiguous();
+  at::Tensor grad_x = at::empty_like(input);
+  const shared::ChannelLayout l = shared::layout_of(input);
+  at::Tensor sums = at::empty({l.channels, 3}, input.options().dtype(at::kFloat));
+  launch([&] {
+    cuda::rprelu_backward(dtype_of(input), g.data_ptr(), input.data_ptr(), b1.data_ptr(), a.data_ptr(),
+                    grad_x.data_ptr(), sums.data_ptr<float>(), l.batch, l.channels, l.plane, stream());
+  });
+  auto column = [&](int64_t k, const at::Tensor& like) {
+    return sums.select(1, k).to(like.scalar_type()).reshape(like.sizes());
+  };
+  return {grad_x, column(0, bias_in), column(1, weight), column(2, bias_out)};
+}
+
+at::Tensor distribution_loss(const at::Tensor& student, const at::Tensor& teacher,
+                             double temperature) {
+  checks::distribution_loss_args(student, teacher, temperature);
+  const c10::cuda::CUDAGuard guard(student.device());
+  const at::Tensor s = student.contiguous(), t = teacher.contiguous();
+  at::Tensor losses = at::empty({s.size(0)}, s.options().dtype(at::kFloat));
+  launch([&] {
+    cuda::distribution_loss_rows(dtype_of(s), s.data_ptr(), t.data_ptr(), losses.data_ptr<float>(),
+                           s.size(0), s.size(1), static_cast<float>(1.0 / temperature), stream());
+  });
+  return losses.mean().to(s.scalar_type());
+}
+
+at::Tensor distribution_loss_backward(const at::Tensor& grad, const at::Tensor& student,
+                                      const at::Tensor& teacher, double temperature) {
+  checks::distribution_loss_args(student, teacher, temperature);
+  const c10::cuda::CUDAGuard guard(student.device());
+  const at::Tensor s = student.contiguous(), t = teacher.contiguous();
+  const at::Tensor upstream = upstream_as_float(grad, "distribution_loss_backward");
+  at::Tensor grad_s = at::empty_like(s);
+  const float scale = static_cast<float>(1.0 / (static_cast<double>(s.size(0)) * temperature));
+  launch([&] {
+    cuda::distribution_loss_rows_grad(dtype_of(s), s.data_ptr(), t.data_ptr(), grad_s.data_ptr(),
+                                s.size(0), s.size(1), static_cast<float>(1.0 / temperature),
+                                upstream.data_ptr<float>(), scale, stream());
+  });
+  return grad_s;
+}
+
+std::vector<at::Tensor> info_nce(const at::Tensor& q, const at::Tensor& k,
+                                 const at::Tensor& queue, double temperature) {
+  checks::info_nce_args(q, k, queue, temperature);
+  const c10::cuda::CUDAGuard guard(q.device());
+  const int64_t rows = q.size(0), width = queue.size(1) + 1;
+  at::Tensor logits = shared::info_nce_raw_logits(q, k, queue);
+  at::Tensor losses = at::empty({rows}, q.options().dtype(at::kFloat));
+  launch([&] {
+    cuda::info_nce_rows(dtype_of(logits), logits.data_ptr(), losses.data_ptr<float>(), rows, width,
+                  static_cast<float>(1.0 / temperature), stream());
+  });
+  return {losses.mean().to(q.scalar_type()), logits};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> info_nce_backward(
+    const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& q, const at::Tensor& k,
+    const at::Tensor& queue, double temperature, std::array<bool, 3> output_mask) {
+  checks::info_nce_args(q, k, queue, temperature);
+  const c10::cuda::CUDAGuard guard(q.device());
+  const int64_t rows = q.size(0), width = queue.size(1) + 1;
+  shared::check_logits(logits, q, queue);
+  const at::Tensor scaled = logits.contiguous();
+  const at::Tensor upstream = upstream_as_float(grad, "info_nce_backward");
+  at::Tensor grad_logits = at::empty_like(scaled);
+  const float scale = static_cast<float>(1.0 / (static_cast<double>(rows) * temperature));
+  launch([&] {
+    cuda::info_nce_rows_grad(dtype_of(scaled), scaled.data_ptr(), grad_logits.data_ptr(), rows, width,
+                       upstream.data_ptr<float>(), scale, stream());
+  });
+  return shared::info_nce_input_grads(grad_logits, q, k, queue, output_mask);
+}
+
+}  // namespace
+}  // namespace s2bnn::cuda_ops
+
+TORCH_LIBRARY_IMPL(s2bnn, CUDA, m) {
+  m.impl("sign_ste", &s2bnn::cuda_ops::sign_ste);
+  m.impl("sign_ste_backward", &s2bnn::cuda_ops::sign_ste_backward);
+  m.impl("binarize_weight", &s2bnn::cuda_ops::binarize_weight);
+  m.impl("binarize_weight_backward", &s2bnn::cuda_ops::binarize_weight_backward);
+  m.impl("rprelu", &s2bnn::cuda_ops::rprelu);
+  m.impl("rprelu_backward", &s2bnn::cuda_ops::rprelu_backward);
+  m.impl("distribution_loss", &s2bnn::cuda_ops::distribution_loss);
+  m.impl("distribution_loss_backward", &s2bnn::cuda_ops::distribution_loss_backward);
+  m.impl("info_nce", &s2bnn::cuda_ops::info_nce);
+  m.impl("info_nce_backward", &s2bnn::cuda_ops::info_nce_backward);
+}

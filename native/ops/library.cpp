@@ -1,0 +1,210 @@
+// Operator schemas of the s2bnn library, the typed dispatcher calls behind ops.h, and the
+// backend-independent binary_conv2d (binarize through the s2bnn kernels, convolve through
+// libtorch so oneDNN / cuDNN do the arithmetic).
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
+#include <torch/library.h>
+
+#include "checks.h"
+#include "ops.h"
+
+TORCH_LIBRARY(s2bnn, m) {
+  m.def("sign_ste(Tensor x) -> Tensor");
+  m.def("sign_ste_backward(Tensor grad, Tensor x) -> Tensor");
+  m.def("binarize_weight(Tensor w) -> Tensor");
+  m.def("binarize_weight_backward(Tensor grad, Tensor w) -> Tensor");
+  m.def(
+      "binary_conv2d(Tensor x, Tensor w, int[2] stride, int[2] padding, bool binarize_input, "
+      "bool binarize_weight) -> Tensor");
+  m.def(
+      "binary_conv2d_backward(Tensor grad, Tensor x, Tensor w, int[2] stride, int[2] padding, "
+      "bool binarize_input, bool binarize_weight, bool[2] output_mask) -> (Tensor, Tensor)");
+  m.def("rprelu(Tensor x, Tensor bias_in, Tensor weight, Tensor bias_out) -> Tensor");
+  m.def(
+      "rprelu_backward(Tensor grad, Tensor x, Tensor bias_in, Tensor weight, Tensor bias_out) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("distribution_loss(Tensor student, Tensor teacher, float temperature) -> Tensor");
+  m.def(
+      "distribution_loss_backward(Tensor grad, Tensor student, Tensor teacher, "
+      "float temperature) -> Tensor");
+  m.def("info_nce(Tensor q, Tensor k, Tensor queue, float temperature) -> Tensor[]");
+  m.def(
+      "info_nce_backward(Tensor grad, Tensor logits, Tensor q, Tensor k, Tensor queue, "
+      "float temperature, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+
+  m.def("sign_ste_reference(Tensor x) -> Tensor");
+  m.def("binarize_weight_reference(Tensor w) -> Tensor");
+  m.def(
+      "binary_conv2d_reference(Tensor x, Tensor w, int[2] stride, int[2] padding, "
+      "bool binarize_input, bool binarize_weight) -> Tensor");
+  m.def("rprelu_reference(Tensor x, Tensor bias_in, Tensor weight, Tensor bias_out) -> Tensor");
+  m.def("distribution_loss_reference(Tensor student, Tensor teacher, float temperature) -> Tensor");
+  m.def("info_nce_reference(Tensor q, Tensor k, Tensor queue, float temperature) -> Tensor[]");
+}
+
+namespace s2bnn::ops {
+namespace {
+
+c10::OperatorHandle find(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
+}
+
+void check_conv_args(const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride,
+                     at::IntArrayRef padding) {
+  constexpr const char* op = "binary_conv2d";
+  checks::floating(op, "x", x);
+  checks::floating(op, "w", w);
+  checks::rank(op, "x", x, 4, "[N, C, H, W]");
+  checks::rank(op, "w", w, 4, "[out_channels, in_channels, kH, kW]");
+  TORCH_CHECK(w.size(1) == x.size(1), op, ": w expects ", w.size(1),
+              " input channels but x has ", x.size(1), " (x ", checks::shape_of(x), ", w ",
+              checks::shape_of(w), ")");
+  checks::same_device_dtype(op, "w", w, "x", x);
+  TORCH_CHECK(stride.size() == 2 && stride[0] > 0 && stride[1] > 0, op,
+              ": stride must be two positive integers, got ", stride);
+  TORCH_CHECK(padding.size() == 2 && padding[0] >= 0 && padding[1] >= 0, op,
+              ": padding must be two non-negative integers, got ", padding);
+}
+
+at::Tensor binary_conv2d_forward(const at::Tensor& x, const at::Tensor& w,
+                                 at::IntArrayRef stride, at::IntArrayRef padding,
+                                 bool binarize_input, bool binarize_w) {
+  check_conv_args(x, w, stride, padding);
+  const at::Tensor input = binarize_input ? sign_ste(x) : x;
+  const at::Tensor weight = binarize_w ? binarize_weight(w) : w;
+  return at::conv2d(input, weight, {}, stride, padding);
+}
+
+// Recomputes the binarized operands from x and w instead of keeping them alive between forward
+// and backward: sign(x) costs one pass over x, keeping it costs a whole activation.
+std::tuple<at::Tensor, at::Tensor> binary_conv2d_backward_impl(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride,
+    at::IntArrayRef padding, bool binarize_input, bool binarize_w,
+    std::array<bool, 2> output_mask) {
+  check_conv_args(x, w, stride, padding);
+  const at::Tensor input = binarize_input ? sign_ste(x) : x;
+  const at::Tensor weight = binarize_w ? binarize_weight(w) : w;
+  const int64_t dilation[2] = {1, 1};
+  const int64_t output_padding[2] = {0, 0};
+  auto grads = at::convolution_backward(grad.contiguous(input.suggest_memory_format()), input,
+                                        weight, at::OptionalIntArrayRef(), stride, padding,
+                                        dilation, false, output_padding, 1,
+                                        {output_mask[0], output_mask[1], false});
+  at::Tensor grad_x = std::get<0>(grads);
+  at::Tensor grad_w = std::get<1>(grads);
+  if (output_mask[0] && binarize_input) grad_x = sign_ste_backward(grad_x, x);
+  if (output_mask[1] && binarize_w) grad_w = binarize_weight_backward(grad_w, w);
+  return {grad_x, grad_w};
+}
+
+}  // namespace
+
+at::Tensor sign_ste(const at::Tensor& x) {
+  static auto op = find("s2bnn::sign_ste").typed<at::Tensor(const at::Tensor&)>();
+  return op.call(x);
+}
+
+at::Tensor sign_ste_backward(const at::Tensor& grad, const at::Tensor& x) {
+  static auto op = find("s2bnn::sign_ste_backward")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&)>();
+  return op.call(grad, x);
+}
+
+at::Tensor binarize_weight(const at::Tensor& w) {
+  static auto op = find("s2bnn::binarize_weight").typed<at::Tensor(const at::Tensor&)>();
+  return op.call(w);
+}
+
+at::Tensor binarize_weight_backward(const at::Tensor& grad, const at::Tensor& w) {
+  static auto op = find("s2bnn::binarize_weight_backward")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&)>();
+  return op.call(grad, w);
+}
+
+at::Tensor binary_conv2d(const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride,
+                         at::IntArrayRef padding, bool binarize_input, bool binarize_w) {
+  static auto op = find("s2bnn::binary_conv2d")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef,
+                                         at::IntArrayRef, bool, bool)>();
+  return op.call(x, w, stride, padding, binarize_input, binarize_w);
+}
+
+std::tuple<at::Tensor, at::Tensor> binary_conv2d_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride,
+    at::IntArrayRef padding, bool binarize_input, bool binarize_w,
+    std::array<bool, 2> output_mask) {
+  static auto op =
+      find("s2bnn::binary_conv2d_backward")
+          .typed<std::tuple<at::Tensor, at::Tensor>(
+              const at::Tensor&, const at::Tensor&, const at::Tensor&, at::IntArrayRef,
+              at::IntArrayRef, bool, bool, std::array<bool, 2>)>();
+  return op.call(grad, x, w, stride, padding, binarize_input, binarize_w, output_mask);
+}
+
+at::Tensor rprelu(const at::Tensor& x, const at::Tensor& bias_in, const at::Tensor& weight,
+                  const at::Tensor& bias_out) {
+  static auto op = find("s2bnn::rprelu")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                         const at::Tensor&)>();
+  return op.call(x, bias_in, weight, bias_out);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rprelu_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& bias_in,
+    const at::Tensor& weight, const at::Tensor& bias_out) {
+  static auto op = find("s2bnn::rprelu_backward")
+                       .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const at::Tensor&)>();
+  return op.call(grad, x, bias_in, weight, bias_out);
+}
+
+at::Tensor distribution_loss(const at::Tensor& student, const at::Tensor& teacher,
+                             double temperature) {
+  static auto op = find("s2bnn::distribution_loss")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double)>();
+  return op.call(student, teacher, temperature);
+}
+
+at::Tensor distribution_loss_backward(const at::Tensor& grad, const at::Tensor& student,
+                                      const at::Tensor& teacher, double temperature) {
+  static auto op =
+      find("s2bnn::distribution_loss_backward")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>();
+  return op.call(grad, student, teacher, temperature);
+}
+
+std::vector<at::Tensor> info_nce(const at::Tensor& q, const at::Tensor& k,
+                                 const at::Tensor& queue, double temperature) {
+  static auto op = find("s2bnn::info_nce")
+                       .typed<std::vector<at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                      const at::Tensor&, double)>();
+  return op.call(q, k, queue, temperature);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> info_nce_backward(
+    const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& q, const at::Tensor& k,
+    const at::Tensor& queue, double temperature, std::array<bool, 3> output_mask) {
+  static auto op = find("s2bnn::info_nce_backward")
+                       .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const at::Tensor&, double, std::array<bool, 3>)>();
+  return op.call(grad, logits, q, k, queue, temperature, output_mask);
+}
+
+}  // namespace s2bnn::ops
+
+TORCH_LIBRARY_IMPL(s2bnn, CompositeExplicitAutograd, m) {
+  m.impl("binary_conv2d", &s2bnn::ops::binary_conv2d_forward);
+  m.impl("binary_conv2d_backward", &s2bnn::ops::binary_conv2d_backward_impl);
+}
+
+// Backward ops are not differentiable themselves: asking for a double backward through them is a
+// clear error instead of a silently missing gradient.
+TORCH_LIBRARY_IMPL(s2bnn, Autograd, m) {
+  for (const char* name : {"sign_ste_backward", "binarize_weight_backward",
+                           "binary_conv2d_backward", "rprelu_backward",
+                           "distribution_loss_backward", "info_nce_backward"}) {
+    m.impl(name, torch::autograd::autogradNotImplementedFallback());
+  }
+}

@@ -1,0 +1,72 @@
+// The s2bnn operators as C++ functions. Each call goes through the PyTorch dispatcher, so it
+// picks the CPU or CUDA kernel and records autograd exactly as torch.ops.s2bnn.* does in Python.
+// Every operator has a `*_reference` twin: the same formula written as a composition of plain
+// torch ops the way the reference implementation writes it; tests and benchmarks compare the two.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <array>
+#include <tuple>
+#include <vector>
+
+namespace s2bnn::ops {
+
+// sign(x) forward; backward multiplies by the ApproxSign derivative (PAPER.md).
+at::Tensor sign_ste(const at::Tensor& x);
+at::Tensor sign_ste_backward(const at::Tensor& grad, const at::Tensor& x);
+
+// alpha_o * sign(w), alpha_o = mean |w[o]| (a constant for autograd); backward: clipped STE.
+at::Tensor binarize_weight(const at::Tensor& w);
+at::Tensor binarize_weight_backward(const at::Tensor& grad, const at::Tensor& w);
+
+// Training-time binary convolution: optional binarization of the input (sign_ste) and of the
+// weight (binarize_weight), then an ordinary zero-padded convolution through libtorch.
+at::Tensor binary_conv2d(const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride,
+                         at::IntArrayRef padding, bool binarize_input, bool binarize_weight);
+std::tuple<at::Tensor, at::Tensor> binary_conv2d_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride,
+    at::IntArrayRef padding, bool binarize_input, bool binarize_weight,
+    std::array<bool, 2> output_mask);
+
+// RPReLU: prelu(x + bias_in, weight) + bias_out, per channel (dim 1). Parameters hold C values
+// in any shape ([C] or [1, C, 1, 1]); their gradients come back in the same shapes.
+at::Tensor rprelu(const at::Tensor& x, const at::Tensor& bias_in, const at::Tensor& weight,
+                  const at::Tensor& bias_out);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rprelu_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& bias_in,
+    const at::Tensor& weight, const at::Tensor& bias_out);
+
+// Guided distribution calibration loss, mean over the batch; gradient to the student only.
+at::Tensor distribution_loss(const at::Tensor& student, const at::Tensor& teacher,
+                             double temperature);
+at::Tensor distribution_loss_backward(const at::Tensor& grad, const at::Tensor& student,
+                                      const at::Tensor& teacher, double temperature);
+
+// MoCo InfoNCE: logits [q.k, q.queue] / T with the positive at index 0, cross-entropy (mean).
+// Returns {loss, logits}; logits carry no gradient.
+std::vector<at::Tensor> info_nce(const at::Tensor& q, const at::Tensor& k,
+                                 const at::Tensor& queue, double temperature);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> info_nce_backward(
+    const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& q, const at::Tensor& k,
+    const at::Tensor& queue, double temperature, std::array<bool, 3> output_mask);
+
+// Counting of CPU tensor memory for benchmarks (off until enabled): {current, peak, allocations}
+// in bytes / count; `reset_peak` restarts the peak at the current level.
+void memory_stats_enable(bool enable);
+std::vector<int64_t> memory_stats(bool reset_peak);
+
+// Reference compositions, called directly (autograd differentiates their plain torch ops).
+at::Tensor sign_ste_reference(const at::Tensor& x);
+at::Tensor binarize_weight_reference(const at::Tensor& w);
+at::Tensor binary_conv2d_reference(const at::Tensor& x, const at::Tensor& w,
+                                   at::IntArrayRef stride, at::IntArrayRef padding,
+                                   bool binarize_input, bool binarize_weight);
+at::Tensor rprelu_reference(const at::Tensor& x, const at::Tensor& bias_in,
+                            const at::Tensor& weight, const at::Tensor& bias_out);
+at::Tensor distribution_loss_reference(const at::Tensor& student, const at::Tensor& teacher,
+                                       double temperature);
+std::vector<at::Tensor> info_nce_reference(const at::Tensor& q, const at::Tensor& k,
+                                           const at::Tensor& queue, double temperature);
+
+}  // namespace s2bnn::ops
