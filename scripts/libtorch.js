@@ -116,8 +116,8 @@ function multiarchLibDirs() {
   return dirs;
 }
 
-function fromSystem() {
-  for (const libDir of multiarchLibDirs()) {
+function fromSystem(libDirs = multiarchLibDirs()) {
+  for (const libDir of libDirs) {
     const cmakeDir = path.join(libDir, 'cmake', 'Torch');
     if (!isFile(path.join(cmakeDir, 'TorchConfig.cmake'))) continue;
     const prefix = libDir.startsWith('/usr/local/') ? '/usr/local' : '/usr';
@@ -157,18 +157,21 @@ function installWithApt(log) {
 }
 
 /**
- * Finds libtorch. Options: `env` (defaults to process.env), `skipPython` (the runtime loader
- * never spawns python), `allowInstall` (apt-get install libtorch-dev as a last resort), `log`.
+ * Finds libtorch. Options: `env` (defaults to process.env), `skipPython`, `allowInstall`
+ * (apt-get install libtorch-dev as a last resort), `systemLibDirs` (where to look for a system
+ * install; defaults to the multiarch and /usr/local folders), `log`.
  */
 function resolveLibtorch(options = {}) {
   const env = options.env || process.env;
   const log = options.log || ((m) => process.stderr.write(`${m}\n`));
   const found =
-    fromEnvironment(env) || (options.skipPython ? null : fromPython(env)) || fromSystem();
+    fromEnvironment(env) ||
+    (options.skipPython ? null : fromPython(env)) ||
+    fromSystem(options.systemLibDirs);
   if (found) return found;
   if (options.allowInstall && env.S2BNN_NO_APT !== '1' && canInstallWithApt()) {
     installWithApt(log);
-    const installed = fromSystem();
+    const installed = fromSystem(options.systemLibDirs);
     if (installed) return installed;
   }
   throw new LibtorchNotFound();

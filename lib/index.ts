@@ -1,0 +1,36 @@
+export {
+  Tensor,
+  tensor,
+  zeros,
+  ones,
+  empty,
+  full,
+  rand,
+  randn,
+  arange,
+  cat,
+  stack,
+  tidy,
+  keep,
+  noGrad,
+  manualSeed,
+  setNumThreads,
+  getNumThreads,
+  cudaDeviceCount,
+} from './tensor';
+export type { DType, Device, Scalar, NestedArray, TensorOptions, FromDataOptions } from './tensor';
+export {
+  ops,
+  reference,
+  signSte,
+  binarizeWeight,
+  binaryConv2d,
+  rprelu,
+  distributionLoss,
+  infoNce,
+} from './ops';
+export type { Operators, BinaryConv2dOptions, InfoNceResult } from './ops';
+export { native, readBuildInfo, opsLibraryPath, NativeLoadError } from './native';
+export type { BuildInfo } from './native';
+export { memoryStats, measureMemory } from './memory';
+export type { MemoryStats } from './memory';

@@ -1,0 +1,62 @@
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+
+import { Tensor, tensor } from '../lib';
+
+export const repoRoot = path.resolve(__dirname, '..');
+
+/**
+ * The Python with torch that parity tests use (Debian's /usr/bin/python3 with python3-torch),
+ * or null with the reason. CI sets S2BNN_REQUIRE_PYTHON_TORCH=1, which turns "missing" into a
+ * failure so parity can never be skipped silently there.
+ */
+export function pythonWithTorch(): { python: string | null; reason: string } {
+  const python = process.env.S2BNN_PYTHON ?? '/usr/bin/python3';
+  const res = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+  if (res.status === 0) return { python, reason: '' };
+  const reason = `${python} cannot import torch (install Debian's python3-torch)`;
+  if (process.env.S2BNN_REQUIRE_PYTHON_TORCH === '1') {
+    throw new Error(`S2BNN_REQUIRE_PYTHON_TORCH=1 but ${reason}`);
+  }
+  return { python: null, reason };
+}
+
+export function runPython(python: string, args: string[], input?: string): string {
+  const res = spawnSync(python, args, {
+    encoding: 'utf8',
+    input,
+    cwd: repoRoot,
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  if (res.status !== 0) throw new Error(`${python} ${args.join(' ')} failed:\n${res.stderr}`);
+  return res.stdout;
+}
+
+export interface Dumped {
+  shape: number[];
+  values: number[];
+}
+
+export function fromDump(d: Dumped, dtype: 'float32' | 'float64' = 'float32'): Tensor {
+  return tensor(dtype === 'float32' ? Float32Array.from(d.values) : Float64Array.from(d.values), {
+    shape: d.shape,
+  });
+}
+
+/** max |actual - expected| / max |expected| (normwise relative error). */
+export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) {
+    throw new Error(`length mismatch: ${actual.length} vs ${expected.length}`);
+  }
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return scale === 0 ? diff : diff / scale;
+}
+
+export function values(t: Tensor): number[] {
+  return Array.from(t.toTypedArray() as Float32Array);
+}
