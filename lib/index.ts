@@ -32,5 +32,5 @@ export {
 export type { Operators, BinaryConv2dOptions, InfoNceResult } from './ops';
 export { native, readBuildInfo, opsLibraryPath, NativeLoadError } from './native';
 export type { BuildInfo } from './native';
-export { memoryStats, measureMemory } from './memory';
+export { memoryStats, measureMemory, setCpuCacheLimit, emptyCache } from './memory';
 export type { MemoryStats } from './memory';

@@ -86,8 +86,9 @@ export interface NativeAddon {
   manualSeed(seed: number): void;
   setGradEnabled(enabled: boolean): boolean;
   isGradEnabled(): boolean;
-  memoryStats(resetPeak?: boolean): { current: number; peak: number; allocations: number };
-  memoryStatsEnable(enable: boolean): void;
+  memoryStats(resetPeak?: boolean): { current: number; peak: number; allocations: number; cached: number; cacheLimit: number };
+  setCpuCacheLimit(bytes: number): void;
+  emptyCache(): void;
   cudaDeviceCount(): number;
   parallelInfo(): string;
   TensorHandle: { prototype: TensorHandle };
@@ -187,16 +188,27 @@ function explainLoadFailure(err: Error, info: BuildInfo): NativeLoadError {
   return new NativeLoadError(`s2bnn's native addon failed to load: ${message}`);
 }
 
-function defaultThreads(): number {
-  const fromEnv = process.env.S2BNN_NUM_THREADS;
-  if (fromEnv !== undefined && fromEnv !== '') {
-    const n = Number(fromEnv);
-    if (!Number.isInteger(n) || n < 1) {
-      throw new NativeLoadError(`S2BNN_NUM_THREADS must be a positive integer, got '${fromEnv}'`);
-    }
-    return n;
+function integerFromEnv(name: string, minimum: number): number | undefined {
+  const text = process.env[name];
+  if (text === undefined || text === '') return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < minimum) {
+    throw new NativeLoadError(`${name} must be an integer >= ${minimum}, got '${text}'`);
   }
-  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  return n;
+}
+
+function defaultThreads(): number {
+  return (
+    integerFromEnv('S2BNN_NUM_THREADS', 1) ??
+    (typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length)
+  );
+}
+
+// Freed CPU blocks kept for reuse: at most a quarter of the machine's memory unless told.
+function defaultCpuCacheBytes(): number {
+  const mib = integerFromEnv('S2BNN_CPU_CACHE_MB', 0);
+  return mib !== undefined ? mib * 2 ** 20 : Math.floor(os.totalmem() / 4);
 }
 
 let addon: NativeAddon | undefined;
@@ -225,6 +237,7 @@ export function native(): NativeAddon {
   }
   // libtorch defaults to one intra-op thread on some systems; use the machine unless told.
   loaded.setNumThreads(defaultThreads());
+  loaded.setCpuCacheLimit(defaultCpuCacheBytes());
   addon = loaded;
   return addon;
 }

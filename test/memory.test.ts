@@ -1,16 +1,14 @@
 // Native memory: dispose() frees at once, forgotten tensors are freed by the garbage collector,
 // and neither path grows the process.
+import { spawnSync } from 'child_process';
+import * as path from 'path';
 import * as v8 from 'v8';
 import * as vm from 'vm';
 
-import { measureMemory, memoryStats, ops, randn, tensor, zeros } from '../lib';
+import { emptyCache, measureMemory, memoryStats, ops, randn, setCpuCacheLimit, tensor, zeros } from '../lib';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
-
-function rssMiB(): number {
-  return process.memoryUsage().rss / 2 ** 20;
-}
 
 // Node runs N-API finalizers (wrapped objects, external ArrayBuffers) from the event loop, so a
 // collection only completes once the loop turns, as it does in any real program.
@@ -21,29 +19,23 @@ async function collect(): Promise<void> {
   }
 }
 
-test('100,000 create/dispose cycles keep RSS flat', async () => {
-  const cycle = (i: number) => {
-    const data = new Float32Array(1024).fill(i);
-    const a = tensor(data, { shape: [32, 32] }); // zero-copy in
-    const b = a.mul(2); // native allocation
-    const c = ops.signSte(b);
-    c.data(); // external buffer out
-    a.dispose();
-    b.dispose();
-    c.dispose();
-  };
-  const run = async (cycles: number) => {
-    for (let i = 0; i < cycles; i++) {
-      cycle(i);
-      if (i % 1000 === 999) await new Promise((resolve) => setImmediate(resolve));
-    }
-    await collect();
-  };
-  await run(10_000);
-  const before = rssMiB();
-  await run(100_000);
-  const growth = rssMiB() - before;
-  expect(growth).toBeLessThan(16);
+function rssGrowthMiB(workload: string, warmup: number, count: number, yieldEvery: number): number {
+  const args = [workload, warmup, count, yieldEvery].map(String);
+  const res = spawnSync(process.execPath, ['--expose-gc', path.join(__dirname, 'rss-child.js'), ...args], {
+    encoding: 'utf8',
+  });
+  if (res.status !== 0) throw new Error(`rss-child ${workload} failed:\n${res.stderr}`);
+  return JSON.parse(res.stdout).growthMiB;
+}
+
+test('100,000 create/dispose cycles keep RSS flat (with a backward pass in each)', () => {
+  expect(rssGrowthMiB('cycles', 10_000, 100_000, 1000)).toBeLessThan(16);
+});
+
+test('a tight training-like loop of mid-sized tensors keeps RSS flat', () => {
+  // Left to malloc, 128 KiB blocks freed between long-lived small objects fragmented the heap:
+  // RSS grew by ~200 KiB per step (700 MiB over 3,000 steps) in a loop that never yields.
+  expect(rssGrowthMiB('training', 500, 3000, 0)).toBeLessThan(32);
 });
 
 test('forgotten tensors are freed by the garbage collector', async () => {
@@ -62,6 +54,34 @@ test('native bytes are reported to V8, so allocation pressure alone triggers col
     if (i % 64 === 63) await new Promise((resolve) => setImmediate(resolve));
   }
   expect(memoryStats().current - before).toBeLessThan(1024 * 2 ** 20);
+});
+
+describe('the CPU block cache', () => {
+  afterEach(() => setCpuCacheLimit(defaultLimit));
+  const defaultLimit = memoryStats().cacheLimit;
+
+  test('a freed block is reused for the next tensor of its size class', () => {
+    zeros([1000, 1000]).dispose();
+    const before = memoryStats();
+    const second = zeros([999, 1001]); // 4 bytes smaller: the same size class
+    const after = memoryStats();
+    // The bytes now in use came out of the cache, not from malloc.
+    expect(after.current - before.current).toBeGreaterThanOrEqual(999 * 1001 * 4);
+    expect(before.cached - after.cached).toBe(after.current - before.current);
+    second.dispose();
+  });
+
+  test('the cache never holds more than its limit, and emptyCache() frees it', () => {
+    setCpuCacheLimit(8 * 2 ** 20);
+    for (let i = 1; i <= 20; i++) zeros([i * 65536]).dispose(); // 20 sizes, 256 KiB .. 5 MiB
+    expect(memoryStats().cached).toBeLessThanOrEqual(8 * 2 ** 20);
+    expect(memoryStats().cached).toBeGreaterThan(0);
+    emptyCache();
+    expect(memoryStats().cached).toBe(0);
+    setCpuCacheLimit(0);
+    zeros([65536]).dispose();
+    expect(memoryStats().cached).toBe(0);
+  });
 });
 
 test('dispose frees native memory immediately', () => {

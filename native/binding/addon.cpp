@@ -203,19 +203,27 @@ Napi::Value memory_stats(const Napi::CallbackInfo& info) {
     const bool reset = info.Length() > 0 && boolean(env, info[0], "resetPeak");
     const auto stats = ops::memory_stats(reset);
     Napi::Object out = Napi::Object::New(env);
-    out.Set("current", Napi::Number::New(env, static_cast<double>(stats[0])));
-    out.Set("peak", Napi::Number::New(env, static_cast<double>(stats[1])));
-    out.Set("allocations", Napi::Number::New(env, static_cast<double>(stats[2])));
+    const char* names[] = {"current", "peak", "allocations", "cached", "cacheLimit"};
+    for (size_t i = 0; i < stats.size(); ++i) {
+      out.Set(names[i], Napi::Number::New(env, static_cast<double>(stats[i])));
+    }
     return out;
   });
 }
 
-Napi::Value memory_stats_enable(const Napi::CallbackInfo& info) {
+Napi::Value set_cpu_cache_limit(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    ops::memory_stats_enable(boolean(env, info[0], "enable"));
+    const int64_t bytes = integer(env, info[0], "bytes");
+    if (bytes < 0) throw_argument(env, "the CPU cache limit must be >= 0 bytes");
+    ops::install_cpu_allocator(bytes);
     return env.Undefined();
   });
+}
+
+Napi::Value empty_cache(const Napi::CallbackInfo& info) {
+  ops::empty_cache();
+  return info.Env().Undefined();
 }
 
 Napi::Value cuda_device_count(const Napi::CallbackInfo& info) {
@@ -239,7 +247,8 @@ void init_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("setGradEnabled", Napi::Function::New(env, set_grad_enabled));
   exports.Set("isGradEnabled", Napi::Function::New(env, is_grad_enabled));
   exports.Set("memoryStats", Napi::Function::New(env, memory_stats));
-  exports.Set("memoryStatsEnable", Napi::Function::New(env, memory_stats_enable));
+  exports.Set("setCpuCacheLimit", Napi::Function::New(env, set_cpu_cache_limit));
+  exports.Set("emptyCache", Napi::Function::New(env, empty_cache));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, cuda_device_count));
   exports.Set("parallelInfo", Napi::Function::New(env, parallel_info));
   Napi::Object build = Napi::Object::New(env);

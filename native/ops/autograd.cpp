@@ -79,21 +79,22 @@ class RPReLU : public torch::autograd::Function<RPReLU> {
   }
 };
 
+// With a student that needs a gradient, the forward computes the gradient too (one pass over
+// each row instead of two) and the backward only scales it by the upstream gradient.
 class DistributionLoss : public torch::autograd::Function<DistributionLoss> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& student,
                             const at::Tensor& teacher, double temperature) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    ctx->save_for_backward({student, teacher});
-    ctx->saved_data["temperature"] = temperature;
-    return distribution_loss(student, teacher, temperature);
+    if (!student.requires_grad()) return distribution_loss(student, teacher, temperature);
+    auto [loss, grad] = distribution_loss_with_grad(student, teacher, temperature);
+    ctx->save_for_backward({grad});
+    return loss;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     // The teacher is a fixed target: it never receives a gradient, even if it requires one.
-    return {distribution_loss_backward(grads[0], saved[0], saved[1],
-                                       ctx->saved_data["temperature"].toDouble()),
-            at::Tensor(), at::Tensor()};
+    return {saved.at(0) * grads[0], at::Tensor(), at::Tensor()};
   }
 };
 

@@ -13,9 +13,10 @@
 #include "kernels/math.h"
 #include "kernels/rows.h"
 
+// Feature-based clones: "arch=<cpu>" clones dispatch on the CPU model's identity and would run
+// the baseline loop on any CPU not named (an AMD EPYC with AVX-512, say).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define S2BNN_MULTIVERSION \
-  __attribute__((target_clones("default", "arch=haswell", "arch=skylake-avx512")))
+#define S2BNN_MULTIVERSION __attribute__((target_clones("default", "avx2", "avx512f")))
 #else
 #define S2BNN_MULTIVERSION
 #endif
@@ -145,19 +146,19 @@ S2BNN_MULTIVERSION void distribution_rows(const float* s, const float* t, double
 }
 
 template <typename T>
-void distribution_rows_grad(const T* s, const T* t, T* gs, int64_t rows, int64_t width,
-                            opmath_t<T> inv_t, opmath_t<T> scale) {
+void distribution_rows_with_grad(const T* s, const T* t, T* gs, double* losses, int64_t rows,
+                                 int64_t width, opmath_t<T> inv_t, opmath_t<T> scale) {
   for (int64_t r = 0; r < rows; ++r) {
-    distribution_loss_row_grad<T, opmath_t<T>>(s + r * width, t + r * width, gs + r * width,
-                                               width, inv_t, scale);
+    losses[r] = distribution_loss_row_with_grad<T, opmath_t<T>>(s + r * width, t + r * width,
+                                                               gs + r * width, width, inv_t, scale);
   }
 }
-S2BNN_MULTIVERSION void distribution_rows_grad(const float* s, const float* t, float* gs,
-                                               int64_t rows, int64_t width, float inv_t,
-                                               float scale) {
+S2BNN_MULTIVERSION void distribution_rows_with_grad(const float* s, const float* t, float* gs,
+                                                    double* losses, int64_t rows, int64_t width,
+                                                    float inv_t, float scale) {
   for (int64_t r = 0; r < rows; ++r) {
-    distribution_loss_row_grad<float, float>(s + r * width, t + r * width, gs + r * width, width,
-                                             inv_t, scale);
+    losses[r] = distribution_loss_row_with_grad<float, float>(s + r * width, t + r * width,
+                                                             gs + r * width, width, inv_t, scale);
   }
 }
 
@@ -198,6 +199,9 @@ template <typename Body>
 void parallel_elements(int64_t n, Body&& body) {
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) { body(begin, end - begin); });
 }
+
+// Rows per task: threads only pay off from about 16K elements per task.
+int64_t row_grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)); }
 
 double mean_of(const std::vector<double>& values) {
   double total = 0;
@@ -335,7 +339,7 @@ at::Tensor distribution_loss(const at::Tensor& student, const at::Tensor& teache
   S2BNN_DISPATCH_FLOATING(s, "distribution_loss", [&] {
     const scalar_t *sp = s.data_ptr<scalar_t>(), *tp = t.data_ptr<scalar_t>();
     const auto inv_t = opmath_t<scalar_t>(1.0 / temperature);
-    at::parallel_for(0, rows, std::max<int64_t>(1, 4096 / width), [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
       distribution_rows(sp + begin * width, tp + begin * width, losses.data() + begin, end - begin,
                         width, inv_t);
     });
@@ -343,25 +347,26 @@ at::Tensor distribution_loss(const at::Tensor& student, const at::Tensor& teache
   return at::scalar_tensor(mean_of(losses), s.options());
 }
 
-at::Tensor distribution_loss_backward(const at::Tensor& grad, const at::Tensor& student,
-                                      const at::Tensor& teacher, double temperature) {
+std::tuple<at::Tensor, at::Tensor> distribution_loss_with_grad(const at::Tensor& student,
+                                                                const at::Tensor& teacher,
+                                                                double temperature) {
   checks::distribution_loss_args(student, teacher, temperature);
-  TORCH_CHECK(grad.numel() == 1, "distribution_loss_backward: grad must be a scalar, got shape ",
-              checks::shape_of(grad));
   const at::Tensor s = student.contiguous(), t = teacher.contiguous();
   const int64_t rows = s.size(0), width = s.size(1);
   at::Tensor grad_s = at::empty_like(s);
-  const double scale = grad.item<double>() / (static_cast<double>(rows) * temperature);
-  S2BNN_DISPATCH_FLOATING(s, "distribution_loss_backward", [&] {
+  std::vector<double> losses(rows);
+  S2BNN_DISPATCH_FLOATING(s, "distribution_loss_with_grad", [&] {
     using Acc = opmath_t<scalar_t>;
     const scalar_t *sp = s.data_ptr<scalar_t>(), *tp = t.data_ptr<scalar_t>();
     scalar_t* gp = grad_s.data_ptr<scalar_t>();
-    at::parallel_for(0, rows, std::max<int64_t>(1, 4096 / width), [&](int64_t begin, int64_t end) {
-      distribution_rows_grad(sp + begin * width, tp + begin * width, gp + begin * width,
-                             end - begin, width, Acc(1.0 / temperature), Acc(scale));
+    const Acc scale = Acc(1.0 / (static_cast<double>(rows) * temperature));
+    at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
+      distribution_rows_with_grad(sp + begin * width, tp + begin * width, gp + begin * width,
+                                  losses.data() + begin, end - begin, width,
+                                  Acc(1.0 / temperature), scale);
     });
   });
-  return grad_s;
+  return {at::scalar_tensor(mean_of(losses), s.options()), grad_s};
 }
 
 std::vector<at::Tensor> info_nce(const at::Tensor& q, const at::Tensor& k,
@@ -412,7 +417,7 @@ TORCH_LIBRARY_IMPL(s2bnn, CPU, m) {
   m.impl("rprelu", &s2bnn::cpu::rprelu);
   m.impl("rprelu_backward", &s2bnn::cpu::rprelu_backward);
   m.impl("distribution_loss", &s2bnn::cpu::distribution_loss);
-  m.impl("distribution_loss_backward", &s2bnn::cpu::distribution_loss_backward);
+  m.impl("distribution_loss_with_grad", &s2bnn::cpu::distribution_loss_with_grad);
   m.impl("info_nce", &s2bnn::cpu::info_nce);
   m.impl("info_nce_backward", &s2bnn::cpu::info_nce_backward);
 }

@@ -141,20 +141,22 @@ at::Tensor distribution_loss(const at::Tensor& student, const at::Tensor& teache
   return losses.mean().to(s.scalar_type());
 }
 
-at::Tensor distribution_loss_backward(const at::Tensor& grad, const at::Tensor& student,
-                                      const at::Tensor& teacher, double temperature) {
+std::tuple<at::Tensor, at::Tensor> distribution_loss_with_grad(const at::Tensor& student,
+                                                                const at::Tensor& teacher,
+                                                                double temperature) {
   checks::distribution_loss_args(student, teacher, temperature);
   const c10::cuda::CUDAGuard guard(student.device());
   const at::Tensor s = student.contiguous(), t = teacher.contiguous();
-  const at::Tensor upstream = upstream_as_float(grad, "distribution_loss_backward");
   at::Tensor grad_s = at::empty_like(s);
+  at::Tensor losses = at::empty({s.size(0)}, s.options().dtype(at::kFloat));
   const float scale = static_cast<float>(1.0 / (static_cast<double>(s.size(0)) * temperature));
   launch([&] {
-    cuda::distribution_loss_rows_grad(dtype_of(s), s.data_ptr(), t.data_ptr(), grad_s.data_ptr(),
-                                s.size(0), s.size(1), static_cast<float>(1.0 / temperature),
-                                upstream.data_ptr<float>(), scale, stream());
+    cuda::distribution_loss_rows_with_grad(dtype_of(s), s.data_ptr(), t.data_ptr(),
+                                           grad_s.data_ptr(), losses.data_ptr<float>(), s.size(0),
+                                           s.size(1), static_cast<float>(1.0 / temperature), scale,
+                                           stream());
   });
-  return grad_s;
+  return {losses.mean().to(s.scalar_type()), grad_s};
 }
 
 std::vector<at::Tensor> info_nce(const at::Tensor& q, const at::Tensor& k,
@@ -200,7 +202,7 @@ TORCH_LIBRARY_IMPL(s2bnn, CUDA, m) {
   m.impl("rprelu", &s2bnn::cuda_ops::rprelu);
   m.impl("rprelu_backward", &s2bnn::cuda_ops::rprelu_backward);
   m.impl("distribution_loss", &s2bnn::cuda_ops::distribution_loss);
-  m.impl("distribution_loss_backward", &s2bnn::cuda_ops::distribution_loss_backward);
+  m.impl("distribution_loss_with_grad", &s2bnn::cuda_ops::distribution_loss_with_grad);
   m.impl("info_nce", &s2bnn::cuda_ops::info_nce);
   m.impl("info_nce_backward", &s2bnn::cuda_ops::info_nce_backward);
 }

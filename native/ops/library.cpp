@@ -25,8 +25,8 @@ TORCH_LIBRARY(s2bnn, m) {
       "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def("distribution_loss(Tensor student, Tensor teacher, float temperature) -> Tensor");
   m.def(
-      "distribution_loss_backward(Tensor grad, Tensor student, Tensor teacher, "
-      "float temperature) -> Tensor");
+      "distribution_loss_with_grad(Tensor student, Tensor teacher, float temperature) "
+      "-> (Tensor, Tensor)");
   m.def("info_nce(Tensor q, Tensor k, Tensor queue, float temperature) -> Tensor[]");
   m.def(
       "info_nce_backward(Tensor grad, Tensor logits, Tensor q, Tensor k, Tensor queue, "
@@ -166,12 +166,13 @@ at::Tensor distribution_loss(const at::Tensor& student, const at::Tensor& teache
   return op.call(student, teacher, temperature);
 }
 
-at::Tensor distribution_loss_backward(const at::Tensor& grad, const at::Tensor& student,
-                                      const at::Tensor& teacher, double temperature) {
-  static auto op =
-      find("s2bnn::distribution_loss_backward")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>();
-  return op.call(grad, student, teacher, temperature);
+std::tuple<at::Tensor, at::Tensor> distribution_loss_with_grad(const at::Tensor& student,
+                                                                const at::Tensor& teacher,
+                                                                double temperature) {
+  static auto op = find("s2bnn::distribution_loss_with_grad")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&,
+                                                                 const at::Tensor&, double)>();
+  return op.call(student, teacher, temperature);
 }
 
 std::vector<at::Tensor> info_nce(const at::Tensor& q, const at::Tensor& k,
@@ -204,7 +205,7 @@ TORCH_LIBRARY_IMPL(s2bnn, CompositeExplicitAutograd, m) {
 TORCH_LIBRARY_IMPL(s2bnn, Autograd, m) {
   for (const char* name : {"sign_ste_backward", "binarize_weight_backward",
                            "binary_conv2d_backward", "rprelu_backward",
-                           "distribution_loss_backward", "info_nce_backward"}) {
+                           "distribution_loss_with_grad", "info_nce_backward"}) {
     m.impl(name, torch::autograd::autogradNotImplementedFallback());
   }
 }

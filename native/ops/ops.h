@@ -40,8 +40,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rprelu_backward(
 // Guided distribution calibration loss, mean over the batch; gradient to the student only.
 at::Tensor distribution_loss(const at::Tensor& student, const at::Tensor& teacher,
                              double temperature);
-at::Tensor distribution_loss_backward(const at::Tensor& grad, const at::Tensor& student,
-                                      const at::Tensor& teacher, double temperature);
+// The loss and d loss / d student in one pass over the rows (what training's forward calls; the
+// backward then only scales the saved gradient).
+std::tuple<at::Tensor, at::Tensor> distribution_loss_with_grad(const at::Tensor& student,
+                                                               const at::Tensor& teacher,
+                                                               double temperature);
 
 // MoCo InfoNCE: logits [q.k, q.queue] / T with the positive at index 0, cross-entropy (mean).
 // Returns {loss, logits}; logits carry no gradient.
@@ -51,10 +54,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> info_nce_backward(
     const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& q, const at::Tensor& k,
     const at::Tensor& queue, double temperature, std::array<bool, 3> output_mask);
 
-// Counting of CPU tensor memory for benchmarks (off until enabled): {current, peak, allocations}
-// in bytes / count; `reset_peak` restarts the peak at the current level.
-void memory_stats_enable(bool enable);
+// The s2bnn CPU allocator (cpu_allocator.cpp): counts tensor bytes and caches freed blocks of
+// 256 KiB and more, up to `cache_limit_bytes` (0: count only, cache nothing). Idempotent; a later
+// call changes the limit.
+void install_cpu_allocator(int64_t cache_limit_bytes);
+// {current, peak, allocations, cached, cache limit}; bytes in use by tensors, by size class.
+// `reset_peak` restarts the peak at the current level.
 std::vector<int64_t> memory_stats(bool reset_peak);
+// Frees every cached block.
+void empty_cache();
 
 // Reference compositions, called directly (autograd differentiates their plain torch ops).
 at::Tensor sign_ste_reference(const at::Tensor& x);

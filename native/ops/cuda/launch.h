@@ -36,12 +36,11 @@ void rprelu_backward(DType dtype, const void* grad, const void* x, const void* b
 void distribution_loss_rows(DType dtype, const void* student, const void* teacher, float* losses,
                             int64_t rows, int64_t width, float inv_temperature,
                             cudaStream_t stream);
-// grad_student = upstream[0] * scale * (softmax(s/T) - softmax(t/T)); `upstream` is a device
-// pointer to one float32 so the backward never synchronizes with the host.
-void distribution_loss_rows_grad(DType dtype, const void* student, const void* teacher,
-                                 void* grad_student, int64_t rows, int64_t width,
-                                 float inv_temperature, const float* upstream, float scale,
-                                 cudaStream_t stream);
+// Per-row losses and grad_student = scale * (softmax(s/T) - softmax(t/T)) in one pass.
+void distribution_loss_rows_with_grad(DType dtype, const void* student, const void* teacher,
+                                      void* grad_student, float* losses, int64_t rows,
+                                      int64_t width, float inv_temperature, float scale,
+                                      cudaStream_t stream);
 
 // Scales each [width] row of raw dot products by 1/T in place and writes its cross-entropy with
 // the positive at index 0 (float32 per row). One block per row.

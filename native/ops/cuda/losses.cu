@@ -19,14 +19,15 @@ __global__ void distribution_rows_kernel(const T* s, const T* t, float* losses, 
 }
 
 template <typename T>
-__global__ void distribution_rows_grad_kernel(const T* s, const T* t, T* gs, int64_t rows,
-                                              int64_t width, float inv_t, const float* upstream,
-                                              float scale) {
+__global__ void distribution_rows_with_grad_kernel(const T* s, const T* t, T* gs, float* losses,
+                                                   int64_t rows, int64_t width, float inv_t,
+                                                   float scale) {
   const int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (r >= rows) return;
   using Acc = opmath_t<T>;
-  distribution_loss_row_grad<T, Acc>(s + r * width, t + r * width, gs + r * width, width,
-                                     Acc(inv_t), Acc(upstream[0]) * Acc(scale));
+  losses[r] = float(distribution_loss_row_with_grad<T, Acc>(s + r * width, t + r * width,
+                                                            gs + r * width, width, Acc(inv_t),
+                                                            Acc(scale)));
 }
 
 template <typename T>
@@ -91,18 +92,19 @@ void distribution_loss_rows(DType dtype, const void* student, const void* teache
   check_launch("distribution_loss_rows");
 }
 
-void distribution_loss_rows_grad(DType dtype, const void* student, const void* teacher,
-                                 void* grad_student, int64_t rows, int64_t width,
-                                 float inv_temperature, const float* upstream, float scale,
-                                 cudaStream_t stream) {
+void distribution_loss_rows_with_grad(DType dtype, const void* student, const void* teacher,
+                                      void* grad_student, float* losses, int64_t rows,
+                                      int64_t width, float inv_temperature, float scale,
+                                      cudaStream_t stream) {
   if (rows == 0) return;
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    distribution_rows_grad_kernel<T><<<blocks_for(rows, kRowThreads), kRowThreads, 0, stream>>>(
-        static_cast<const T*>(student), static_cast<const T*>(teacher),
-        static_cast<T*>(grad_student), rows, width, inv_temperature, upstream, scale);
+    distribution_rows_with_grad_kernel<T>
+        <<<blocks_for(rows, kRowThreads), kRowThreads, 0, stream>>>(
+            static_cast<const T*>(student), static_cast<const T*>(teacher),
+            static_cast<T*>(grad_student), losses, rows, width, inv_temperature, scale);
   });
-  check_launch("distribution_loss_rows_grad");
+  check_launch("distribution_loss_rows_with_grad");
 }
 
 void info_nce_rows(DType dtype, void* logits, float* losses, int64_t rows, int64_t width,

@@ -11,7 +11,9 @@
 #define S2BNN_HD __host__ __device__ __forceinline__
 #define S2BNN_SIMD(...)
 #else
-#define S2BNN_HD inline
+// Forced inlining: the CPU kernels call these from target_clones loops (AVX2, AVX-512), and an
+// out-of-line copy would be compiled for the baseline ISA only.
+#define S2BNN_HD inline __attribute__((always_inline))
 // Float reductions only vectorize when the compiler may reorder the sum; OpenMP's simd reduction
 // grants exactly that for one loop (built with -fopenmp-simd, no OpenMP runtime needed).
 #define S2BNN_PRAGMA(text) _Pragma(#text)

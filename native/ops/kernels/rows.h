@@ -42,28 +42,40 @@ S2BNN_HD Acc distribution_loss_row(const T* student, const T* teacher, int64_t w
   return log(sum_s) - weighted / sum_t + poison;
 }
 
-// scale * (softmax(s/T) - softmax(t/T)), where scale = upstream grad / (batch * T).
+// The row's loss, and its gradient times `scale` (= 1 / (batch * T) for the mean loss) written to
+// grad_student: scale * (softmax(s/T) - softmax(t/T)). One call does forward and backward work
+// together, so training computes each exponential of the student once; the row buffer holds
+// exp(s/T - max) between the passes.
 template <typename T, typename Acc>
-S2BNN_HD void distribution_loss_row_grad(const T* student, const T* teacher, T* grad_student,
-                                         int64_t width, Acc inv_temperature, Acc scale) {
+S2BNN_HD Acc distribution_loss_row_with_grad(const T* student, const T* teacher, T* grad_student,
+                                             int64_t width, Acc inv_temperature, Acc scale) {
   Acc max_s = Acc(student[0]) * inv_temperature, max_t = Acc(teacher[0]) * inv_temperature;
-  S2BNN_SIMD(reduction(max : max_s, max_t))
+  Acc poison = 0;
+  S2BNN_SIMD(reduction(max : max_s, max_t) reduction(+ : poison))
   for (int64_t c = 0; c < width; ++c) {
-    max_s = max_acc(max_s, Acc(student[c]) * inv_temperature);
-    max_t = max_acc(max_t, Acc(teacher[c]) * inv_temperature);
+    const Acc s = Acc(student[c]) * inv_temperature, t = Acc(teacher[c]) * inv_temperature;
+    max_s = max_acc(max_s, s);
+    max_t = max_acc(max_t, t);
+    poison += s * Acc(0) + t * Acc(0);
   }
-  Acc sum_s = 0, sum_t = 0;
-  S2BNN_SIMD(reduction(+ : sum_s, sum_t))
+  Acc sum_s = 0, sum_t = 0, weighted = 0;
+  S2BNN_SIMD(reduction(+ : sum_s, sum_t, weighted))
   for (int64_t c = 0; c < width; ++c) {
-    sum_s += exp_acc<Acc>(Acc(student[c]) * inv_temperature - max_s);
-    sum_t += exp_acc<Acc>(Acc(teacher[c]) * inv_temperature - max_t);
+    const Acc s = Acc(student[c]) * inv_temperature - max_s;
+    const Acc es = exp_acc<Acc>(s);
+    grad_student[c] = T(es);
+    sum_s += es;
+    const Acc e = exp_acc<Acc>(Acc(teacher[c]) * inv_temperature - max_t);
+    sum_t += e;
+    weighted += e * s;
   }
   const Acc norm_s = scale / sum_s, norm_t = scale / sum_t;
+  S2BNN_SIMD()
   for (int64_t c = 0; c < width; ++c) {
-    const Acc ps = exp_acc<Acc>(Acc(student[c]) * inv_temperature - max_s) * norm_s;
     const Acc pt = exp_acc<Acc>(Acc(teacher[c]) * inv_temperature - max_t) * norm_t;
-    grad_student[c] = T(ps - pt);
+    grad_student[c] = T(Acc(grad_student[c]) * norm_s - pt);
   }
+  return log(sum_s) - weighted / sum_t + poison;
 }
 
 // Cross-entropy of one row of MoCo logits with the positive at index 0. The row arrives as raw

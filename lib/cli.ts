@@ -1,0 +1,134 @@
+#!/usr/bin/env node
+// The `s2bnn` command. Every error is one clear line on stderr and a non-zero exit code.
+import * as os from 'os';
+
+import { benchOps, findPythonWithTorch, formatTable, Figure } from './bench/ops';
+import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native';
+import { getNumThreads, setNumThreads } from './tensor';
+
+class UsageError extends Error {}
+
+const USAGE = `Usage: s2bnn <command> [options]
+
+Commands:
+  info [--json]                 the libtorch s2bnn was built against, threads, CUDA devices
+  bench-ops [options]           fused S2-BNN operators vs the reference formulation, forward +
+                                backward on ReActNet-A shapes (time and peak memory)
+      --quick                   small shapes, short timing (a smoke run)
+      --threads N               libtorch threads (default: all cores or S2BNN_NUM_THREADS)
+      --min-time MS             measured time per figure (default 1000, --quick 50)
+      --no-python               skip the Python reference baseline (run when python3 has torch)
+      --json                    one JSON line per figure instead of the table
+
+Environment: S2BNN_NUM_THREADS (threads), LIBTORCH (libtorch folder for builds),
+S2BNN_PYTHON (python3 with torch for baselines).`;
+
+interface Flags {
+  [name: string]: string | boolean;
+}
+
+function parseFlags(args: string[], spec: Record<string, 'boolean' | 'number'>): Flags {
+  const flags: Flags = {};
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (!arg.startsWith('--')) throw new UsageError(`unexpected argument '${arg}'`);
+    const [name, inline] = arg.slice(2).split('=', 2);
+    const kind = spec[name];
+    if (!kind) throw new UsageError(`unknown option '--${name}'`);
+    if (kind === 'boolean') {
+      if (inline !== undefined) throw new UsageError(`option '--${name}' takes no value`);
+      flags[name] = true;
+      continue;
+    }
+    const value = inline ?? args[++i];
+    if (value === undefined || value.startsWith('--')) throw new UsageError(`option '--${name}' needs a value`);
+    if (!Number.isFinite(Number(value)) || Number(value) <= 0) {
+      throw new UsageError(`option '--${name}' must be a positive number, got '${value}'`);
+    }
+    flags[name] = value;
+  }
+  return flags;
+}
+
+function positiveInteger(flags: Flags, name: string): number | undefined {
+  if (flags[name] === undefined) return undefined;
+  const value = Number(flags[name]);
+  if (!Number.isInteger(value)) throw new UsageError(`option '--${name}' must be an integer, got '${flags[name]}'`);
+  return value;
+}
+
+function info(args: string[]): void {
+  const flags = parseFlags(args, { json: 'boolean' });
+  const api = native();
+  const build = readBuildInfo();
+  const facts = {
+    libtorch: build?.libtorchVersion,
+    libtorchSource: build?.libtorchSource,
+    libtorchLibDir: build?.libtorchLibDir,
+    cudaBuild: api.build.cuda,
+    cudaDevices: api.cudaDeviceCount(),
+    threads: getNumThreads(),
+    cores: os.availableParallelism?.() ?? os.cpus().length,
+    opsLibrary: opsLibraryPath(),
+  };
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify(facts)}\n`);
+    return;
+  }
+  for (const [key, value] of Object.entries(facts)) process.stdout.write(`${key.padEnd(15)} ${value}\n`);
+}
+
+function benchOpsCommand(args: string[]): void {
+  const flags = parseFlags(args, {
+    quick: 'boolean',
+    threads: 'number',
+    'min-time': 'number',
+    'no-python': 'boolean',
+    json: 'boolean',
+  });
+  const threads = positiveInteger(flags, 'threads');
+  if (threads !== undefined) setNumThreads(threads);
+  const python = flags['no-python'] ? null : findPythonWithTorch();
+  const json = flags.json === true;
+  if (!json) {
+    process.stderr.write(
+      `bench-ops: ${getNumThreads()} thread(s); baselines: reference composition (same process)` +
+        `${python ? `, Python reference (${python})` : ' (no python3 with torch: Python baseline skipped)'}\n`,
+    );
+  }
+  const figures = benchOps({
+    quick: flags.quick === true,
+    minTimeMs: flags['min-time'] !== undefined ? Number(flags['min-time']) : undefined,
+    python,
+    onFigure: (figure: Figure) => {
+      if (json) process.stdout.write(`${JSON.stringify(figure)}\n`);
+      else process.stderr.write(`  ${figure.op} ${figure.shape} ${figure.impl}: ${figure.ms.toFixed(2)} ms\n`);
+    },
+  });
+  if (!json) process.stdout.write(`${formatTable(figures)}\n`);
+}
+
+const COMMANDS: Record<string, (args: string[]) => void> = {
+  info,
+  'bench-ops': benchOpsCommand,
+};
+
+function main(argv: string[]): number {
+  const [command, ...args] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return command ? 0 : 2;
+  }
+  const run = COMMANDS[command];
+  try {
+    if (!run) throw new UsageError(`unknown command '${command}' (run 's2bnn --help')`);
+    run(args);
+    return 0;
+  } catch (err) {
+    const message = err instanceof NativeLoadError ? err.message : (err as Error).message.split('\n')[0];
+    process.stderr.write(`s2bnn ${command}: ${message}\n`);
+    return err instanceof UsageError ? 2 : 1;
+  }
+}
+
+process.exitCode = main(process.argv.slice(2));
