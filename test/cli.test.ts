@@ -1,0 +1,61 @@
+// The `s2bnn` command as a user runs it (the compiled dist/cli.js; npm test compiles first).
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+
+import { pythonWithTorch, repoRoot } from './helpers';
+
+const cli = path.join(repoRoot, 'dist', 'cli.js');
+
+function run(...args: string[]) {
+  const res = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', cwd: repoRoot });
+  return { code: res.status, stdout: res.stdout, stderr: res.stderr };
+}
+
+test('info --json reports the build', () => {
+  const { code, stdout } = run('info', '--json');
+  expect(code).toBe(0);
+  const info = JSON.parse(stdout);
+  expect(info.libtorch).toMatch(/^\d+\.\d+/);
+  expect(info.threads).toBeGreaterThanOrEqual(1);
+  expect(info.opsLibrary).toMatch(/libs2bnn_ops\.so$/);
+});
+
+test('bench-ops --quick --json measures every op against both baselines', () => {
+  const { python } = pythonWithTorch();
+  const args = ['bench-ops', '--quick', '--json', '--min-time', '5', '--threads', '1'];
+  const { code, stdout, stderr } = run(...(python ? args : [...args, '--no-python']));
+  expect([code, stderr]).toEqual([0, '']);
+  const figures = stdout.trim().split('\n').map((line) => JSON.parse(line));
+  const ops = ['sign_ste', 'rprelu', 'binarize_weight', 'binary_conv2d', 'distribution_loss', 'info_nce'];
+  const impls = python ? ['fused', 'reference', 'python-reference'] : ['fused', 'reference'];
+  for (const op of ops) {
+    for (const impl of impls) {
+      const figure = figures.find((f) => f.op === op && f.impl === impl);
+      expect(figure).toBeDefined();
+      expect(figure.ms).toBeGreaterThan(0);
+      expect(figure.peakBytes).toBeGreaterThan(0);
+      expect(figure.threads).toBe(1);
+    }
+  }
+});
+
+test.each([
+  [['frobnicate'], /unknown command 'frobnicate'/],
+  [['bench-ops', '--threads', 'two'], /'--threads' must be a positive number, got 'two'/],
+  [['bench-ops', '--threads', '1.5'], /'--threads' must be an integer/],
+  [['bench-ops', '--fast'], /unknown option '--fast'/],
+  [['bench-ops', '--min-time'], /'--min-time' needs a value/],
+  [['info', 'extra'], /unexpected argument 'extra'/],
+])('%p is one clear line and exit code 2', (args, message) => {
+  const { code, stderr } = run(...(args as string[]));
+  expect(code).toBe(2);
+  expect(stderr.trim().split('\n')).toHaveLength(1);
+  expect(stderr).toMatch(message);
+});
+
+test('--help lists the commands', () => {
+  const { code, stdout } = run('--help');
+  expect(code).toBe(0);
+  expect(stdout).toMatch(/bench-ops/);
+  expect(stdout).toMatch(/info/);
+});
