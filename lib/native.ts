@@ -97,11 +97,7 @@ export interface NativeAddon {
   factory(kind: 'full', shape: number[], dtype: DType, device: string | undefined, value: number): TensorHandle;
   arange(start: number, end: number, step: number, dtype: DType): TensorHandle;
   join(kind: 'cat' | 'stack', tensors: TensorHandle[], dim: number): TensorHandle;
-  ops: NativeOps & {
-    signSteBackward(grad: TensorHandle, x: TensorHandle): TensorHandle;
-    binarizeWeightBackward(grad: TensorHandle, w: TensorHandle): TensorHandle;
-    reference: NativeOps;
-  };
+  ops: NativeOps & { reference: NativeOps };
 }
 
 /** What `npm run build` recorded about the libtorch the addon was compiled against. */

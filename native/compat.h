@@ -20,12 +20,3 @@
 #define S2BNN_ALLOCATE_QUALIFIER const
 #define S2BNN_ALLOCATOR_COPY_DATA
 #endif
-
-namespace s2bnn::compat {
-
-// Allocator::allocate is non-const from 2.3 on; calling through a non-const pointer works for both.
-inline c10::DataPtr allocate(c10::Allocator* allocator, size_t bytes) {
-  return allocator->allocate(bytes);
-}
-
-}  // namespace s2bnn::compat

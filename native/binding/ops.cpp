@@ -26,14 +26,6 @@ Napi::Value unary_op(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value { return wrap(env, Op(unwrap(env, info[0], "x"))); });
 }
 
-template <at::Tensor (*Op)(const at::Tensor&, const at::Tensor&)>
-Napi::Value backward_op(const Napi::CallbackInfo& info) {
-  const Napi::Env env = info.Env();
-  return guarded(env, [&]() -> Napi::Value {
-    return wrap(env, Op(unwrap(env, info[0], "grad"), unwrap(env, info[1], "input")));
-  });
-}
-
 template <at::Tensor (*Op)(const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef,
                            bool, bool)>
 Napi::Value conv_op(const Napi::CallbackInfo& info) {
@@ -81,10 +73,7 @@ Napi::Value info_nce_op(const Napi::CallbackInfo& info) {
 void init_ops(Napi::Env env, Napi::Object exports) {
   Napi::Object ops = Napi::Object::New(env);
   ops.Set("signSte", Napi::Function::New(env, unary_op<&ops::sign_ste>));
-  ops.Set("signSteBackward", Napi::Function::New(env, backward_op<&ops::sign_ste_backward>));
   ops.Set("binarizeWeight", Napi::Function::New(env, unary_op<&ops::binarize_weight>));
-  ops.Set("binarizeWeightBackward",
-          Napi::Function::New(env, backward_op<&ops::binarize_weight_backward>));
   ops.Set("binaryConv2d", Napi::Function::New(env, conv_op<&ops::binary_conv2d>));
   ops.Set("rprelu", Napi::Function::New(env, rprelu_op<&ops::rprelu>));
   ops.Set("distributionLoss", Napi::Function::New(env, distribution_op<&ops::distribution_loss>));

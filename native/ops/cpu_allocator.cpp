@@ -55,7 +55,7 @@ class CachingCpuAllocator final : public c10::Allocator {
         cached_bytes_ -= static_cast<int64_t>(bytes);
       }
     }
-    if (!block) block = compat::allocate(inner_, bytes);
+    if (!block) block = inner_->allocate(bytes);
     void* data = block.get();
     if (data == nullptr) return block;  // zero bytes: nothing to track
     const c10::Device device = block.device();

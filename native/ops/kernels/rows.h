@@ -16,9 +16,15 @@ S2BNN_HD Acc max_acc(Acc a, Acc b) {
   return a > b ? a : b;
 }
 
-// -sum_c softmax(t/T)_c log_softmax(s/T)_c = lse(s/T) - sum_c softmax(t/T)_c s_c / T.
+template <typename Acc>
+struct RowMaxima {
+  Acc student, teacher, poison;
+};
+
+// First pass over a student/teacher row pair: the maxima of s/T and t/T (for stable exps) and
+// the poison term (NaN if any value is NaN or Inf).
 template <typename T, typename Acc>
-S2BNN_HD Acc distribution_loss_row(const T* student, const T* teacher, int64_t width,
+S2BNN_HD RowMaxima<Acc> row_maxima(const T* student, const T* teacher, int64_t width,
                                    Acc inv_temperature) {
   Acc max_s = Acc(student[0]) * inv_temperature, max_t = Acc(teacher[0]) * inv_temperature;
   Acc poison = 0;
@@ -29,6 +35,14 @@ S2BNN_HD Acc distribution_loss_row(const T* student, const T* teacher, int64_t w
     max_t = max_acc(max_t, t);
     poison += s * Acc(0) + t * Acc(0);
   }
+  return {max_s, max_t, poison};
+}
+
+// -sum_c softmax(t/T)_c log_softmax(s/T)_c = lse(s/T) - sum_c softmax(t/T)_c s_c / T.
+template <typename T, typename Acc>
+S2BNN_HD Acc distribution_loss_row(const T* student, const T* teacher, int64_t width,
+                                   Acc inv_temperature) {
+  const auto [max_s, max_t, poison] = row_maxima(student, teacher, width, inv_temperature);
   Acc sum_s = 0, sum_t = 0, weighted = 0;
   S2BNN_SIMD(reduction(+ : sum_s, sum_t, weighted))
   for (int64_t c = 0; c < width; ++c) {
@@ -49,15 +63,7 @@ S2BNN_HD Acc distribution_loss_row(const T* student, const T* teacher, int64_t w
 template <typename T, typename Acc>
 S2BNN_HD Acc distribution_loss_row_with_grad(const T* student, const T* teacher, T* grad_student,
                                              int64_t width, Acc inv_temperature, Acc scale) {
-  Acc max_s = Acc(student[0]) * inv_temperature, max_t = Acc(teacher[0]) * inv_temperature;
-  Acc poison = 0;
-  S2BNN_SIMD(reduction(max : max_s, max_t) reduction(+ : poison))
-  for (int64_t c = 0; c < width; ++c) {
-    const Acc s = Acc(student[c]) * inv_temperature, t = Acc(teacher[c]) * inv_temperature;
-    max_s = max_acc(max_s, s);
-    max_t = max_acc(max_t, t);
-    poison += s * Acc(0) + t * Acc(0);
-  }
+  const auto [max_s, max_t, poison] = row_maxima(student, teacher, width, inv_temperature);
   Acc sum_s = 0, sum_t = 0, weighted = 0;
   S2BNN_SIMD(reduction(+ : sum_s, sum_t, weighted))
   for (int64_t c = 0; c < width; ++c) {
