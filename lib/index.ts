@@ -34,3 +34,7 @@ export { native, readBuildInfo, opsLibraryPath, NativeLoadError } from './native
 export type { BuildInfo } from './native';
 export { memoryStats, measureMemory, setCpuCacheLimit, emptyCache } from './memory';
 export type { MemoryStats } from './memory';
+export { Checkpoint, OrderedDict, loadCheckpoint, saveCheckpoint, formatForPath } from './checkpoint';
+export type { PyValue, PyKey, CheckpointFormat, CheckpointSummary, TensorInfo, KeyTransform } from './checkpoint';
+export { Model, MoCoModel, reactnetA, resnet, moco } from './models';
+export type { ReActNetOptions, HeadOptions, MoCoOptions, ResNetArch, Complexity, LoadResult, StateDictLike, Head, Stem } from './models';

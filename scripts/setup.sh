@@ -4,12 +4,13 @@
 #   libtorch-dev         libtorch 1.13 (CPU) to build against; skip it by setting LIBTORCH or
 #                        having a python3 with a pip-installed torch
 #   python3-torch        the Python reference the parity tests and benchmark baselines run
+#   python3-torchvision  torchvision's ResNets, the reference for the teacher models
 #   libopenblas0-pthread a fast BLAS for libtorch (Debian's default is the reference BLAS)
 #   cmake g++ make       the native build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libtorch-dev python3-torch libopenblas0-pthread cmake g++ make)
+packages=(libtorch-dev python3-torch python3-torchvision libopenblas0-pthread cmake g++ make)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -270,6 +270,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   init_runtime(env, exports);
   init_tensor(env, exports);
   init_ops(env, exports);
+  init_checkpoint(env, exports);
+  init_model(env, exports);
   return exports;
 }
 

@@ -18,6 +18,7 @@ inline constexpr const char* kCodeTorch = "S2BNN_TORCH";        // libtorch reje
 inline constexpr const char* kCodeArgument = "S2BNN_ARGUMENT";  // bad argument at the boundary
 inline constexpr const char* kCodeDisposed = "S2BNN_DISPOSED";  // tensor used after dispose()
 inline constexpr const char* kCodeInternal = "S2BNN_INTERNAL";  // any other C++ exception
+inline constexpr const char* kCodeCheckpoint = "S2BNN_CHECKPOINT";  // unreadable/unwritable file
 
 Napi::Error make_error(Napi::Env env, const std::string& message, const char* code);
 
@@ -64,6 +65,8 @@ class ReferenceReleaser {
 
 struct AddonState {
   Napi::FunctionReference tensor_constructor;
+  Napi::FunctionReference checkpoint_constructor;
+  Napi::FunctionReference model_constructor;
   std::shared_ptr<ReferenceReleaser> releaser;
 };
 
@@ -87,5 +90,7 @@ Napi::Object wrap(Napi::Env env, at::Tensor tensor);
 void init_tensor(Napi::Env env, Napi::Object exports);
 void init_ops(Napi::Env env, Napi::Object exports);
 void init_runtime(Napi::Env env, Napi::Object exports);
+void init_checkpoint(Napi::Env env, Napi::Object exports);
+void init_model(Napi::Env env, Napi::Object exports);
 
 }  // namespace s2bnn::binding

@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <numeric>
 #include <vector>
 
 #include "checks.h"
@@ -50,25 +51,6 @@ void sign_backward(const T* g, const T* x, T* out, int64_t n) {
 }
 S2BNN_MULTIVERSION void sign_backward(const float* g, const float* x, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = g[i] * approx_sign_grad(x[i]);
-}
-
-template <typename T>
-double abs_sum(const T* w, int64_t n) {
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += std::abs(static_cast<double>(w[i]));
-  return sum;
-}
-S2BNN_MULTIVERSION double abs_sum(const float* w, int64_t n) {
-  // float partial sums per 4096-element block keep the vectorized loop, double keeps the total.
-  double total = 0;
-  for (int64_t start = 0; start < n; start += 4096) {
-    const int64_t stop = std::min<int64_t>(n, start + 4096);
-    float sum = 0;
-    S2BNN_SIMD(reduction(+ : sum))
-    for (int64_t i = start; i < stop; ++i) sum += w[i] < 0 ? -w[i] : w[i];
-    total += sum;
-  }
-  return total;
 }
 
 template <typename T>
@@ -241,15 +223,20 @@ at::Tensor binarize_weight(const at::Tensor& w) {
   at::Tensor out = at::empty_like(weight);
   const int64_t channels = weight.size(0);
   const int64_t per_channel = weight.numel() / channels;
+  // alpha through libtorch's own mean: bit-identical to torch.mean(|w|, dims) in the reference,
+  // so both sides binarize every downstream activation the same way (a last-bit difference in
+  // alpha can flip a sign deep in the network). The weights are small; this costs nothing.
+  std::vector<int64_t> dims(weight.dim() - 1);
+  std::iota(dims.begin(), dims.end(), 1);
+  const at::Tensor alpha = dims.empty() ? weight.abs() : at::mean(weight.abs(), dims).contiguous();
   S2BNN_DISPATCH_FLOATING(weight, "binarize_weight", [&] {
     const scalar_t* src = weight.data_ptr<scalar_t>();
+    const scalar_t* scale = alpha.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
     const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(per_channel, 1));
     at::parallel_for(0, channels, grain, [&](int64_t begin, int64_t end) {
       for (int64_t o = begin; o < end; ++o) {
-        const scalar_t* row = src + o * per_channel;
-        const auto alpha = static_cast<opmath_t<scalar_t>>(abs_sum(row, per_channel) / double(per_channel));
-        scaled_sign(row, dst + o * per_channel, per_channel, alpha);
+        scaled_sign(src + o * per_channel, dst + o * per_channel, per_channel, opmath_t<scalar_t>(scale[o]));
       }
     });
   });

@@ -1,0 +1,200 @@
+// Typed builders and the Model class over the native models (native/nn): ReActNet-A, the
+// ResNet teachers and the MoCo wrapper, with the reference implementations' parameter names.
+import { Checkpoint, OrderedDict } from './checkpoint';
+import { TensorHandle, native } from './native';
+import { Device, Tensor } from './tensor';
+
+export type Head = 'linear' | 'mlp';
+export type Stem = 'imagenet' | 'small';
+
+export interface HeadOptions {
+  /** 'linear': Linear(features, numClasses). 'mlp': Linear-ReLU-Linear to mlpDim, L2-normalized. */
+  head?: Head;
+  /** Linear head classes (default 1000). */
+  numClasses?: number;
+  /** MLP head output size (default 128). */
+  mlpDim?: number;
+  /** Input channels (default 3; 1 for grayscale). */
+  inChannels?: number;
+  /** 'imagenet' downsamples in the stem; 'small' keeps the resolution of 28-64 px inputs. */
+  stem?: Stem;
+}
+
+export interface ReActNetOptions extends HeadOptions {
+  /** 'activations' = step 1 of two-step training (real weights), 'both' = step 2 (default). */
+  binarize?: 'activations' | 'both';
+  /** Multiplies every stage width (default 1, the paper's network). */
+  width?: number;
+}
+
+export type ResNetArch = 'resnet18' | 'resnet34' | 'resnet50';
+
+export interface MoCoOptions {
+  /** Projection dimension of the MLP head (default 128). */
+  dim?: number;
+  /** Queue size K (default 65536). */
+  queueSize?: number;
+}
+
+export interface Complexity {
+  /** Multiply-accumulates of real-valued convolutions and linear layers. */
+  flops: number;
+  /** Multiply-accumulates of convolutions with binary weights and activations. */
+  binaryOps: number;
+  /** binaryOps / 64 + flops, as the ReActNet and S2-BNN papers count OPs. */
+  ops: number;
+  parameters: number;
+}
+
+export interface LoadResult {
+  missing: string[];
+  unexpected: string[];
+}
+
+interface ModelHandle {
+  readonly arch: string;
+  readonly training: boolean;
+  readonly featureDim: number;
+  forward(x: TensorHandle): TensorHandle;
+  features(x: TensorHandle): TensorHandle;
+  train(mode: boolean): void;
+  namedParameters(): [string, TensorHandle][];
+  namedBuffers(): [string, TensorHandle][];
+  stateDict(): [string, TensorHandle][];
+  loadStateDict(entries: [string, TensorHandle][], strict: boolean): LoadResult;
+  to(device: string): void;
+  freeze(trainablePrefixes: string[]): number;
+  complexity(height: number, width: number): Complexity;
+  momentumUpdate(momentum: number): void;
+  enqueue(keys: TensorHandle): void;
+}
+
+type ModelSpec = Record<string, unknown> & { arch: string };
+
+const createModel = (spec: ModelSpec) => (native() as unknown as { createModel(s: ModelSpec): ModelHandle }).createModel(spec);
+
+function tensors(pairs: [string, TensorHandle][]): Map<string, Tensor> {
+  return new Map(pairs.map(([name, handle]) => [name, new Tensor(handle)]));
+}
+
+export type StateDictLike = Map<string, Tensor> | Record<string, Tensor> | Checkpoint;
+
+export class Model {
+  /** @internal */
+  protected constructor(protected readonly handle: ModelHandle) {}
+
+  /** @internal */
+  static fromSpec(spec: ModelSpec): Model {
+    return new Model(createModel(spec));
+  }
+
+  get arch(): string {
+    return this.handle.arch;
+  }
+  get training(): boolean {
+    return this.handle.training;
+  }
+  /** Size of the pooled backbone features (1024 for ReActNet-A, 2048 for ResNet-50). */
+  get featureDim(): number {
+    return this.handle.featureDim;
+  }
+
+  /** Logits (linear head) or L2-normalized embeddings (MLP head). */
+  forward(x: Tensor): Tensor {
+    return new Tensor(this.handle.forward(x.handle));
+  }
+  /** Pooled backbone features [N, featureDim], without the head. */
+  features(x: Tensor): Tensor {
+    return new Tensor(this.handle.features(x.handle));
+  }
+
+  train(mode = true): this {
+    this.handle.train(mode);
+    return this;
+  }
+  eval(): this {
+    return this.train(false);
+  }
+  to(device: Device): this {
+    this.handle.to(device);
+    return this;
+  }
+
+  parameters(): Tensor[] {
+    return [...this.namedParameters().values()];
+  }
+  namedParameters(): Map<string, Tensor> {
+    return tensors(this.handle.namedParameters());
+  }
+  namedBuffers(): Map<string, Tensor> {
+    return tensors(this.handle.namedBuffers());
+  }
+  /** Parameters and buffers under the reference names, in PyTorch's order; shares memory. */
+  stateDict(): OrderedDict<string, Tensor> {
+    return new OrderedDict(this.handle.stateDict().map(([name, handle]) => [name, new Tensor(handle)]));
+  }
+
+  /**
+   * Copies a state dict in (a Map, a plain object, or a Checkpoint, whose state dict is used).
+   * A shape mismatch always throws, naming the key and both shapes; with `strict` (the default)
+   * missing or unexpected keys throw too. Returns the keys that did not match.
+   */
+  loadStateDict(source: StateDictLike, options: { strict?: boolean } = {}): LoadResult {
+    const entries: Map<string, Tensor> =
+      source instanceof Checkpoint
+        ? source.stateDict()
+        : source instanceof Map
+          ? source
+          : new Map(Object.entries(source));
+    return this.handle.loadStateDict(
+      [...entries].map(([name, t]) => [name, t.handle]),
+      options.strict ?? true,
+    );
+  }
+
+  /** Freezes every parameter except those under the given name prefixes; returns how many froze. */
+  freeze(options: { except?: string[] } = {}): number {
+    return this.handle.freeze(options.except ?? []);
+  }
+
+  /** Inference cost at an input size (default 224 x 224) and the parameter count. */
+  complexity(inputSize: number | [number, number] = 224): Complexity {
+    const [h, w] = typeof inputSize === 'number' ? [inputSize, inputSize] : inputSize;
+    return this.handle.complexity(h, w);
+  }
+}
+
+/** MoCo: a query encoder, its momentum copy (encoder_k) and the key queue. */
+export class MoCoModel extends Model {
+  /** key <- m * key + (1 - m) * query, for every parameter. */
+  momentumUpdate(momentum: number): void {
+    this.handle.momentumUpdate(momentum);
+  }
+  /** Writes keys [B, dim] over the oldest queue entries. */
+  enqueue(keys: Tensor): void {
+    this.handle.enqueue(keys.handle);
+  }
+  /** @internal */
+  static override fromSpec(spec: ModelSpec): MoCoModel {
+    return new MoCoModel(createModel(spec));
+  }
+}
+
+/** ReActNet-A exactly as PAPER.md describes it (defaults: step 2, linear head, 1000 classes). */
+export function reactnetA(options: ReActNetOptions = {}): Model {
+  return Model.fromSpec({ arch: 'reactnet-a', ...options });
+}
+
+/** torchvision's ResNet-18/34/50 (v1.5), as the real-valued teachers. */
+export function resnet(arch: ResNetArch, options: HeadOptions = {}): Model {
+  return Model.fromSpec({ ...options, arch });
+}
+
+/** A MoCo wrapper around two encoders built from `encoder` (given an MLP head of `dim`). */
+export function moco(
+  encoder: ({ arch: 'reactnet-a' } & ReActNetOptions) | ({ arch: ResNetArch } & HeadOptions),
+  options: MoCoOptions = {},
+): MoCoModel {
+  const dim = options.dim ?? 128;
+  return MoCoModel.fromSpec({ arch: 'moco', encoder: { ...encoder, head: 'mlp', mlpDim: dim }, dim, queueSize: options.queueSize ?? 65536 });
+}

@@ -1,0 +1,275 @@
+// Model bindings: a ModelHandle owns one native model (native/nn). Tensors handed out
+// (parameters, buffers, outputs) share memory with the model.
+#include "../nn/moco.h"
+#include "../nn/reactnet.h"
+#include "../nn/resnet.h"
+#include "common.h"
+
+namespace s2bnn::binding {
+namespace {
+
+std::string optional_string(Napi::Env env, const Napi::Object& spec, const char* key, const std::string& fallback) {
+  const Napi::Value v = spec.Get(key);
+  return v.IsUndefined() ? fallback : string(env, v, key);
+}
+
+int64_t optional_int(Napi::Env env, const Napi::Object& spec, const char* key, int64_t fallback) {
+  const Napi::Value v = spec.Get(key);
+  return v.IsUndefined() ? fallback : integer(env, v, key);
+}
+
+nn::HeadOptions head_options(Napi::Env env, const Napi::Object& spec) {
+  nn::HeadOptions head;
+  const std::string kind = optional_string(env, spec, "head", "linear");
+  if (kind == "linear") {
+    head.kind = nn::Head::Linear;
+  } else if (kind == "mlp") {
+    head.kind = nn::Head::Mlp;
+  } else {
+    throw_argument(env, "head must be 'linear' or 'mlp', got '" + kind + "'");
+  }
+  head.classes = optional_int(env, spec, "numClasses", 1000);
+  head.dim = optional_int(env, spec, "mlpDim", 128);
+  if (head.classes < 1 || head.dim < 1) throw_argument(env, "numClasses and mlpDim must be >= 1");
+  return head;
+}
+
+bool small_stem(Napi::Env env, const Napi::Object& spec) {
+  const std::string stem = optional_string(env, spec, "stem", "imagenet");
+  if (stem != "imagenet" && stem != "small") throw_argument(env, "stem must be 'imagenet' or 'small', got '" + stem + "'");
+  return stem == "small";
+}
+
+nn::ModelPtr build(Napi::Env env, const Napi::Object& spec, int depth) {
+  if (depth > 2) throw_argument(env, "model specs nest at most one encoder");
+  const std::string arch = string(env, spec.Get("arch"), "arch");
+  if (arch == "reactnet-a") {
+    nn::ReActNetOptions options;
+    const std::string binarize = optional_string(env, spec, "binarize", "both");
+    if (binarize != "both" && binarize != "activations") {
+      throw_argument(env, "binarize must be 'activations' (step 1) or 'both' (step 2), got '" + binarize + "'");
+    }
+    options.binarize_weights = binarize == "both";
+    options.head = head_options(env, spec);
+    options.in_channels = optional_int(env, spec, "inChannels", 3);
+    options.small_stem = small_stem(env, spec);
+    const Napi::Value width = spec.Get("width");
+    options.width = width.IsUndefined() ? 1.0 : number(env, width, "width");
+    return std::make_shared<nn::ReActNetA>(options);
+  }
+  if (arch == "resnet18" || arch == "resnet34" || arch == "resnet50") {
+    nn::ResNetOptions options;
+    options.depth = std::stoi(arch.substr(6));
+    options.head = head_options(env, spec);
+    options.in_channels = optional_int(env, spec, "inChannels", 3);
+    options.small_stem = small_stem(env, spec);
+    return std::make_shared<nn::ResNet>(options);
+  }
+  if (arch == "moco") {
+    const Napi::Value encoder = spec.Get("encoder");
+    if (!encoder.IsObject()) throw_argument(env, "a moco model needs an encoder spec");
+    const Napi::Object encoder_spec = encoder.As<Napi::Object>();
+    const int64_t dim = optional_int(env, spec, "dim", 128);
+    const int64_t queue = optional_int(env, spec, "queueSize", 65536);
+    // Both encoders are built here, on the JS thread, from the same spec.
+    nn::ModelPtr q = build(env, encoder_spec, depth + 1), k = build(env, encoder_spec, depth + 1);
+    std::vector<nn::ModelPtr> made = {q, k};
+    size_t next = 0;
+    return std::make_shared<nn::MoCo>([&] { return made.at(next++); }, dim, queue);
+  }
+  throw_argument(env, "unknown arch '" + arch + "' (expected reactnet-a, resnet18, resnet34, resnet50 or moco)");
+}
+
+Napi::Array pairs(Napi::Env env, const std::vector<std::pair<std::string, at::Tensor>>& entries) {
+  Napi::Array out = Napi::Array::New(env, entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, Napi::String::New(env, entries[i].first));
+    pair.Set(1u, wrap(env, entries[i].second));
+    out.Set(static_cast<uint32_t>(i), pair);
+  }
+  return out;
+}
+
+Napi::Array strings(Napi::Env env, const std::vector<std::string>& values) {
+  Napi::Array out = Napi::Array::New(env, values.size());
+  for (size_t i = 0; i < values.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::String::New(env, values[i]));
+  return out;
+}
+
+template <typename Item>
+std::vector<std::pair<std::string, at::Tensor>> from_dict(const torch::OrderedDict<std::string, Item>& dict) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : dict) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "ModelHandle",
+                       {
+                           InstanceAccessor<&ModelHandle::arch>("arch"),
+                           InstanceAccessor<&ModelHandle::training>("training"),
+                           InstanceAccessor<&ModelHandle::feature_dim>("featureDim"),
+                           InstanceMethod<&ModelHandle::forward>("forward"),
+                           InstanceMethod<&ModelHandle::features>("features"),
+                           InstanceMethod<&ModelHandle::train>("train"),
+                           InstanceMethod<&ModelHandle::named_parameters>("namedParameters"),
+                           InstanceMethod<&ModelHandle::named_buffers>("namedBuffers"),
+                           InstanceMethod<&ModelHandle::state_dict>("stateDict"),
+                           InstanceMethod<&ModelHandle::load_state_dict>("loadStateDict"),
+                           InstanceMethod<&ModelHandle::to>("to"),
+                           InstanceMethod<&ModelHandle::freeze>("freeze"),
+                           InstanceMethod<&ModelHandle::complexity>("complexity"),
+                           InstanceMethod<&ModelHandle::momentum_update>("momentumUpdate"),
+                           InstanceMethod<&ModelHandle::enqueue>("enqueue"),
+                       });
+  }
+
+  explicit ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelHandle>(info) {}
+
+  nn::ModelPtr model;
+
+ private:
+  Napi::Value arch(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), model->arch()); }
+  Napi::Value training(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), model->is_training()); }
+  Napi::Value feature_dim(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(model->feature_dim()));
+  }
+
+  Napi::Value forward(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value { return wrap(env, model->forward(unwrap(env, info[0], "x"))); });
+  }
+  Napi::Value features(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value { return wrap(env, model->features(unwrap(env, info[0], "x"))); });
+  }
+  Napi::Value train(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      model->train(boolean(env, info[0], "mode"));
+      return env.Undefined();
+    });
+  }
+  Napi::Value named_parameters(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value { return pairs(info.Env(), from_dict(model->named_parameters())); });
+  }
+  Napi::Value named_buffers(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value { return pairs(info.Env(), from_dict(model->named_buffers())); });
+  }
+  Napi::Value state_dict(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value { return pairs(info.Env(), nn::state_dict(*model)); });
+  }
+
+  // loadStateDict([[name, tensor], ...], strict) -> { missing, unexpected }
+  Napi::Value load_state_dict(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      if (!info[0].IsArray()) throw_argument(env, "loadStateDict needs [name, tensor] pairs");
+      const Napi::Array array = info[0].As<Napi::Array>();
+      std::vector<std::pair<std::string, at::Tensor>> entries;
+      for (uint32_t i = 0; i < array.Length(); ++i) {
+        const Napi::Value pair = array.Get(i);
+        if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) throw_argument(env, "loadStateDict needs [name, tensor] pairs");
+        const std::string name = string(env, pair.As<Napi::Array>().Get(0u), "state dict key");
+        entries.emplace_back(name, unwrap(env, pair.As<Napi::Array>().Get(1u), name.c_str()));
+      }
+      const nn::LoadResult result = nn::load_state_dict(*model, entries, boolean(env, info[1], "strict"));
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("missing", strings(env, result.missing));
+      out.Set("unexpected", strings(env, result.unexpected));
+      return out;
+    });
+  }
+
+  Napi::Value to(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      const at::Device device = parse_device(env, string(env, info[0], "device"));
+      if (device.is_cuda() && !at::hasCUDA()) {
+        throw_argument(env, "device '" + device.str() + "' requested, but this s2bnn build has no CUDA or sees no device");
+      }
+      model->to(device);
+      return env.Undefined();
+    });
+  }
+
+  // freeze(trainable prefixes) -> number of parameters frozen (requires_grad = false).
+  Napi::Value freeze(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      const Napi::Array prefixes = info[0].As<Napi::Array>();
+      std::vector<std::string> keep;
+      for (uint32_t i = 0; i < prefixes.Length(); ++i) keep.push_back(string(env, prefixes.Get(i), "prefix"));
+      int64_t frozen = 0;
+      for (auto& p : model->named_parameters()) {
+        bool trainable = false;
+        for (const auto& prefix : keep) trainable = trainable || p.key().rfind(prefix, 0) == 0;
+        p.value().set_requires_grad(trainable);
+        frozen += trainable ? 0 : 1;
+      }
+      return Napi::Number::New(env, static_cast<double>(frozen));
+    });
+  }
+
+  Napi::Value complexity(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      const int64_t h = integer(env, info[0], "height"), w = integer(env, info[1], "width");
+      if (h < 1 || w < 1) throw_argument(env, "the input size must be positive");
+      const nn::Complexity c = model->complexity(h, w);
+      int64_t params = 0;
+      for (const auto& p : model->parameters()) params += p.numel();
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("flops", Napi::Number::New(env, c.flops));
+      out.Set("binaryOps", Napi::Number::New(env, c.binary_ops));
+      out.Set("ops", Napi::Number::New(env, c.ops()));
+      out.Set("parameters", Napi::Number::New(env, static_cast<double>(params)));
+      return out;
+    });
+  }
+
+  nn::MoCo& moco(Napi::Env env) {
+    auto* m = dynamic_cast<nn::MoCo*>(model.get());
+    if (!m) throw_argument(env, "only MoCo models have a momentum encoder and a queue");
+    return *m;
+  }
+  Napi::Value momentum_update(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      const double m = number(env, info[0], "momentum");
+      if (!(m >= 0 && m <= 1)) throw_argument(env, "momentum must be in [0, 1]");
+      moco(env).momentum_update(m);
+      return env.Undefined();
+    });
+  }
+  Napi::Value enqueue(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      moco(env).enqueue(unwrap(env, info[0], "keys"));
+      return env.Undefined();
+    });
+  }
+};
+
+Napi::Value create_model(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (!info[0].IsObject()) throw_argument(env, "createModel needs a spec object");
+    nn::ModelPtr model = build(env, info[0].As<Napi::Object>(), 0);
+    Napi::Object handle = state(env).model_constructor.New({});
+    ModelHandle::Unwrap(handle)->model = std::move(model);
+    return handle;
+  });
+}
+
+}  // namespace
+
+void init_model(Napi::Env env, Napi::Object exports) {
+  state(env).model_constructor = Napi::Persistent(ModelHandle::define(env));
+  exports.Set("createModel", Napi::Function::New(env, create_model));
+}
+
+}  // namespace s2bnn::binding

@@ -1,0 +1,39 @@
+#include "moco.h"
+
+namespace s2bnn::nn {
+
+MoCo::MoCo(const Factory& make_encoder, int64_t dim, int64_t queue_size) {
+  TORCH_CHECK(queue_size > 0, "moco: the queue size K must be > 0, got ", queue_size);
+  encoder_q = register_module("encoder_q", make_encoder());
+  encoder_k = register_module("encoder_k", make_encoder());
+  torch::NoGradGuard no_grad;
+  const auto q = encoder_q->named_parameters(), k = encoder_k->named_parameters();
+  for (const auto& p : q) {
+    at::Tensor key = k[p.key()];
+    key.copy_(p.value());
+    key.set_requires_grad(false);
+  }
+  queue = register_buffer("queue", torch::nn::functional::normalize(
+                                       torch::randn({dim, queue_size}),
+                                       torch::nn::functional::NormalizeFuncOptions().dim(0)));
+  queue_ptr = register_buffer("queue_ptr", torch::zeros({1}, torch::kLong));
+}
+
+void MoCo::momentum_update(double momentum) {
+  torch::NoGradGuard no_grad;
+  const auto q = encoder_q->named_parameters(), k = encoder_k->named_parameters();
+  for (const auto& p : q) k[p.key()].mul_(momentum).add_(p.value().detach(), 1 - momentum);
+}
+
+void MoCo::enqueue(const at::Tensor& keys) {
+  TORCH_CHECK(keys.dim() == 2 && keys.size(1) == queue.size(0), "moco: keys must be [B, ", queue.size(0),
+              "], got ", keys.sizes());
+  const int64_t batch = keys.size(0), size = queue.size(1);
+  TORCH_CHECK(size % batch == 0, "moco: the queue size K (", size, ") must be a multiple of the batch (", batch, ")");
+  torch::NoGradGuard no_grad;
+  const int64_t ptr = queue_ptr.item<int64_t>();
+  queue.narrow(1, ptr, batch).copy_(keys.detach().t());
+  queue_ptr.fill_((ptr + batch) % size);
+}
+
+}  // namespace s2bnn::nn

@@ -1,0 +1,75 @@
+// The models s2bnn trains: torch::nn modules whose parameter names are the reference
+// implementations' (PAPER.md), so state dicts move between s2bnn and PyTorch unchanged.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace s2bnn::nn {
+
+// Inference cost at one input size, counted as the ReActNet paper does: FLOPs are the
+// multiply-accumulates of real-valued convolutions and linear layers; binary OPs those of
+// convolutions whose weights and activations are both binary; OPs = binary OPs / 64 + FLOPs.
+struct Complexity {
+  double flops = 0;
+  double binary_ops = 0;
+  double ops() const { return binary_ops / 64 + flops; }
+};
+
+enum class Head { Linear, Mlp };
+
+// The projection head of self-supervised training: Linear(d, d) -> ReLU -> Linear(d, dim), its
+// output L2-normalized; or a plain Linear(d, classes) classifier. Registered as `fc` (the MLP's
+// Linears are `fc.0` and `fc.2`, as in MoCo).
+struct HeadOptions {
+  Head kind = Head::Linear;
+  int64_t classes = 1000;  // Linear head
+  int64_t dim = 128;       // MLP head output
+};
+
+class Model : public torch::nn::Module {
+ public:
+  // The full network: logits (linear head) or L2-normalized embeddings (MLP head).
+  virtual at::Tensor forward(const at::Tensor& x) = 0;
+  // Globally pooled backbone features [N, feature_dim] (what linear evaluation trains on).
+  virtual at::Tensor features(const at::Tensor& x) = 0;
+  virtual Complexity complexity(int64_t height, int64_t width) const = 0;
+  virtual std::string arch() const = 0;
+  virtual int64_t feature_dim() const = 0;
+};
+
+using ModelPtr = std::shared_ptr<Model>;
+
+// Builds and registers the head as `fc` on `owner`; returns a function applying it.
+class ProjectionHead {
+ public:
+  ProjectionHead() = default;
+  ProjectionHead(torch::nn::Module& owner, int64_t in_features, const HeadOptions& options);
+  at::Tensor operator()(const at::Tensor& features);
+  double flops() const;
+
+ private:
+  HeadOptions options_;
+  int64_t in_features_ = 0;
+  torch::nn::Linear linear_{nullptr};
+  torch::nn::Sequential mlp_{nullptr};
+};
+
+// The state dict in PyTorch's order (per module: parameters, then buffers, then children).
+std::vector<std::pair<std::string, at::Tensor>> state_dict(const torch::nn::Module& module);
+
+struct LoadResult {
+  std::vector<std::string> missing, unexpected;
+};
+
+// Copies matching entries into the module (dtype converted as PyTorch does). A shape mismatch
+// is an error naming the key and both shapes; with `strict`, missing or unexpected keys are an
+// error listing them. `num_batches_tracked` is never reported missing: checkpoints older than
+// PyTorch 0.4.1 do not have it, and PyTorch's BatchNorm accepts them too.
+LoadResult load_state_dict(torch::nn::Module& module,
+                           const std::vector<std::pair<std::string, at::Tensor>>& entries, bool strict);
+
+}  // namespace s2bnn::nn
