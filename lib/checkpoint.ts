@@ -69,7 +69,12 @@ interface CheckpointHandle {
   toJS(makeDict: MakeDict): unknown;
   summary(makeDict: MakeDict): { fields: [string, unknown][]; tensors: [string, number[], string][] };
   transform(stripPrefix: string, addPrefix: string, encoderQOnly: boolean): CheckpointHandle;
-  save(path: string, format: CheckpointFormat): Promise<void>;
+  save(path: string, format: CheckpointFormat): Promise<SaveResult>;
+}
+
+export interface SaveResult {
+  /** Entries the format cannot hold, left out ("optimizer (dict)"); only safetensors drops any. */
+  dropped: string[];
 }
 
 interface CheckpointBindings {
@@ -171,8 +176,10 @@ export class Checkpoint {
   /**
    * Writes atomically (temporary file, fsync, rename). The format defaults to the path's
    * extension: .safetensors -> safetensors, anything else -> zip (what torch.save writes).
+   * safetensors holds the state dict plus top-level scalars as string metadata; anything else is
+   * left out and listed in the result.
    */
-  save(path: string, options: { format?: CheckpointFormat } = {}): Promise<void> {
+  save(path: string, options: { format?: CheckpointFormat } = {}): Promise<SaveResult> {
     return this.handle.save(path, options.format ?? formatForPath(path));
   }
 }
@@ -186,10 +193,10 @@ export function loadCheckpoint(path: string): Promise<Checkpoint> {
 }
 
 /** torch.save from TypeScript: `saveCheckpoint('x.pth', { epoch: 3, state_dict: model.stateDict() })`. */
-export function saveCheckpoint(
+export async function saveCheckpoint(
   path: string,
   value: PyValue | Record<string, unknown>,
   options: { format?: CheckpointFormat } = {},
-): Promise<void> {
+): Promise<SaveResult> {
   return Checkpoint.fromObject(value).save(path, options);
 }

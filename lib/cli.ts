@@ -3,6 +3,7 @@
 import * as os from 'os';
 
 import { benchOps, findPythonWithTorch, formatTable, Figure } from './bench/ops';
+import { Checkpoint, CheckpointFormat, formatForPath } from './checkpoint';
 import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native';
 import { getNumThreads, setNumThreads } from './tensor';
 
@@ -12,6 +13,13 @@ const USAGE = `Usage: s2bnn <command> [options]
 
 Commands:
   info [--json]                 the libtorch s2bnn was built against, threads, CUDA devices
+  inspect CKPT [--json]         a checkpoint's format, top-level fields and tensors (zip, legacy
+                                torch.save files and .safetensors)
+  convert IN OUT [options]      rewrite a checkpoint, losslessly
+      --format zip|legacy|safetensors   (default: from OUT's extension; .safetensors or zip)
+      --strip-prefix P          remove P from state-dict keys (e.g. module.)
+      --encoder-q-only          keep the MoCo query encoder without its head, prefix dropped
+      --add-prefix P            prepend P to state-dict keys (e.g. module.encoder_q.)
   bench-ops [options]           fused S2-BNN operators vs the reference formulation, forward +
                                 backward on ReActNet-A shapes (time and peak memory)
       --quick                   small shapes, short timing (a smoke run)
@@ -24,14 +32,20 @@ Environment: S2BNN_NUM_THREADS (threads), LIBTORCH (libtorch folder for builds),
 S2BNN_PYTHON (python3 with torch for baselines).`;
 
 interface Flags {
-  [name: string]: string | boolean;
+  [name: string]: string | boolean | string[];
+  _: string[];
 }
 
-function parseFlags(args: string[], spec: Record<string, 'boolean' | 'number'>): Flags {
-  const flags: Flags = {};
+// `positional` names the arguments the command takes before or between its options.
+function parseFlags(args: string[], spec: Record<string, 'boolean' | 'number' | 'string'>, positional: string[] = []): Flags {
+  const flags: Flags = { _: [] };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    if (!arg.startsWith('--')) throw new UsageError(`unexpected argument '${arg}'`);
+    if (!arg.startsWith('--')) {
+      if (flags._.length >= positional.length) throw new UsageError(`unexpected argument '${arg}'`);
+      flags._.push(arg);
+      continue;
+    }
     const [name, inline] = arg.slice(2).split('=', 2);
     const kind = spec[name];
     if (!kind) throw new UsageError(`unknown option '--${name}'`);
@@ -42,10 +56,13 @@ function parseFlags(args: string[], spec: Record<string, 'boolean' | 'number'>):
     }
     const value = inline ?? args[++i];
     if (value === undefined || value.startsWith('--')) throw new UsageError(`option '--${name}' needs a value`);
-    if (!Number.isFinite(Number(value)) || Number(value) <= 0) {
+    if (kind === 'number' && (!Number.isFinite(Number(value)) || Number(value) <= 0)) {
       throw new UsageError(`option '--${name}' must be a positive number, got '${value}'`);
     }
     flags[name] = value;
+  }
+  if (flags._.length < positional.length) {
+    throw new UsageError(`missing ${positional.slice(flags._.length).join(' and ')}`);
   }
   return flags;
 }
@@ -108,12 +125,64 @@ function benchOpsCommand(args: string[]): void {
   if (!json) process.stdout.write(`${formatTable(figures)}\n`);
 }
 
-const COMMANDS: Record<string, (args: string[]) => void> = {
+function formatValue(value: unknown): string {
+  if (value instanceof Uint8Array) return `bytes(${value.length})`;
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+async function inspect(args: string[]): Promise<void> {
+  const flags = parseFlags(args, { json: 'boolean' }, ['CKPT']);
+  const checkpoint = await Checkpoint.load(flags._[0]);
+  const summary = checkpoint.summary();
+  if (flags.json) {
+    const fields = Object.fromEntries(
+      Object.entries(summary.fields).map(([k, v]) => [k, typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v]),
+    );
+    process.stdout.write(`${JSON.stringify({ ...summary, fields })}\n`);
+    return;
+  }
+  process.stdout.write(`format  ${summary.format}\n`);
+  for (const [k, v] of Object.entries(summary.fields)) process.stdout.write(`${k.padEnd(8)}${formatValue(v)}\n`);
+  const elements = summary.tensors.reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0);
+  process.stdout.write(`tensors ${summary.tensors.length} (${elements} elements)\n`);
+  const width = Math.max(...summary.tensors.map((t) => t.name.length), 4);
+  for (const t of summary.tensors) process.stdout.write(`  ${t.name.padEnd(width)}  ${t.dtype.padEnd(8)}  [${t.shape.join(', ')}]\n`);
+}
+
+async function convert(args: string[]): Promise<void> {
+  const flags = parseFlags(
+    args,
+    { format: 'string', 'strip-prefix': 'string', 'add-prefix': 'string', 'encoder-q-only': 'boolean' },
+    ['IN', 'OUT'],
+  );
+  const [input, output] = flags._;
+  const format = (flags.format as string | undefined) ?? formatForPath(output);
+  if (!['zip', 'legacy', 'safetensors'].includes(format)) {
+    throw new UsageError(`--format must be zip, legacy or safetensors, got '${format}'`);
+  }
+  let checkpoint = await Checkpoint.load(input);
+  if (flags['strip-prefix'] || flags['add-prefix'] || flags['encoder-q-only']) {
+    checkpoint = checkpoint.transform({
+      stripPrefix: flags['strip-prefix'] as string | undefined,
+      addPrefix: flags['add-prefix'] as string | undefined,
+      encoderQOnly: flags['encoder-q-only'] === true,
+    });
+  }
+  const { dropped } = await checkpoint.save(output, { format: format as CheckpointFormat });
+  process.stderr.write(`s2bnn convert: ${input} (${checkpoint.format}) -> ${output} (${format})\n`);
+  if (dropped.length) {
+    process.stderr.write(`s2bnn convert: ${format} holds only the state dict and scalar fields; left out: ${dropped.join(', ')}\n`);
+  }
+}
+
+const COMMANDS: Record<string, (args: string[]) => void | Promise<void>> = {
   info,
+  inspect,
+  convert,
   'bench-ops': benchOpsCommand,
 };
 
-function main(argv: string[]): number {
+async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(`${USAGE}\n`);
@@ -122,7 +191,7 @@ function main(argv: string[]): number {
   const run = COMMANDS[command];
   try {
     if (!run) throw new UsageError(`unknown command '${command}' (run 's2bnn --help')`);
-    run(args);
+    await run(args);
     return 0;
   } catch (err) {
     const message = err instanceof NativeLoadError ? err.message : (err as Error).message.split('\n')[0];
@@ -131,4 +200,6 @@ function main(argv: string[]): number {
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -276,9 +276,16 @@ Napi::Value CheckpointHandle::save(const Napi::CallbackInfo& info) {
       throw_argument(env, error.what());
     }
     const ValuePtr root = checkpoint_.root;
+    auto dropped = std::make_shared<std::vector<std::string>>();
     auto* worker = new FileWorker(
-        env, [path, root, format] { io::save_checkpoint(path, root, format); },
-        [](Napi::Env e) { return e.Undefined(); });
+        env, [path, root, format, dropped] { *dropped = io::save_checkpoint(path, root, format); },
+        [dropped](Napi::Env e) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(e);
+          Napi::Array list = Napi::Array::New(e, dropped->size());
+          for (size_t i = 0; i < dropped->size(); ++i) list.Set(static_cast<uint32_t>(i), Napi::String::New(e, (*dropped)[i]));
+          out.Set("dropped", list);
+          return out;
+        });
     Napi::Promise promise = worker->promise();
     worker->Queue();
     return promise;

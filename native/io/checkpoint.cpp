@@ -369,6 +369,7 @@ void save_legacy(AtomicFile& file, const Value& root) {
   }
 }
 
+// How Python's str() shows a scalar (the shortest text that reads back as the same double).
 std::string scalar_text(const Value& v) {
   switch (v.kind) {
     case Value::Kind::String: return v.text;
@@ -376,14 +377,18 @@ std::string scalar_text(const Value& v) {
     case Value::Kind::Bool: return v.boolean ? "True" : "False";
     case Value::Kind::Float: {
       char buffer[32];
-      std::snprintf(buffer, sizeof buffer, "%.17g", v.real);
+      for (int precision = 15; precision <= 17; ++precision) {
+        std::snprintf(buffer, sizeof buffer, "%.*g", precision, v.real);
+        if (std::strtod(buffer, nullptr) == v.real) break;
+      }
       return buffer;
     }
     default: return "";
   }
 }
 
-void save_safetensors(AtomicFile& file, const ValuePtr& root) {
+std::vector<std::string> save_safetensors(AtomicFile& file, const ValuePtr& root) {
+  std::vector<std::string> dropped;
   const ValuePtr state = find_state_dict(root);
   json::Value header;
   header.type = json::Type::Object;
@@ -392,10 +397,15 @@ void save_safetensors(AtomicFile& file, const ValuePtr& root) {
   if (state != root) {
     // Top-level scalars (epoch, arch, ...) travel as string metadata, as safetensors allows.
     for (const auto& [key, value] : root->entries) {
-      if (key->kind != Value::Kind::String || value == state) continue;
-      const bool scalar = value->kind == Value::Kind::String || value->kind == Value::Kind::Int ||
+      if (value == state) continue;
+      const std::string name = key->kind == Value::Kind::String ? key->text : scalar_text(*key);
+      const bool scalar = value->kind == Value::Kind::String || (value->kind == Value::Kind::Int && value->text.empty()) ||
                           value->kind == Value::Kind::Float || value->kind == Value::Kind::Bool;
-      if (scalar) metadata.object.emplace_back(key->text, json::Value::of_string(scalar_text(*value)));
+      if (scalar && key->kind == Value::Kind::String) {
+        metadata.object.emplace_back(key->text, json::Value::of_string(scalar_text(*value)));
+      } else {
+        dropped.push_back(name + " (" + kind_name(value->kind) + ")");
+      }
     }
   }
   if (!metadata.object.empty()) header.object.emplace_back("__metadata__", metadata);
@@ -435,6 +445,7 @@ void save_safetensors(AtomicFile& file, const ValuePtr& root) {
   file.write(&header_size, 8);
   file.write(text.data(), text.size());
   for (const at::Tensor& t : data) file.write(t.data_ptr(), t.numel() * t.element_size());
+  return dropped;
 }
 
 bool is_tensor_dict(const ValuePtr& v) {
@@ -474,14 +485,16 @@ Checkpoint load_checkpoint(const std::string& path) {
   fail(path, "not a PyTorch checkpoint (neither a zip file, a legacy torch.save file nor safetensors)");
 }
 
-void save_checkpoint(const std::string& path, const ValuePtr& root, Format format) {
+std::vector<std::string> save_checkpoint(const std::string& path, const ValuePtr& root, Format format) {
   AtomicFile file(path);
+  std::vector<std::string> dropped;
   switch (format) {
     case Format::Zip: save_zip(file, *root); break;
     case Format::Legacy: save_legacy(file, *root); break;
-    case Format::Safetensors: save_safetensors(file, root); break;
+    case Format::Safetensors: dropped = save_safetensors(file, root); break;
   }
   file.commit();
+  return dropped;
 }
 
 ValuePtr find_state_dict(const ValuePtr& root) {

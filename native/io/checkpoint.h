@@ -22,7 +22,9 @@ struct Checkpoint {
 
 // Throws std::runtime_error naming the file and the problem.
 Checkpoint load_checkpoint(const std::string& path);
-void save_checkpoint(const std::string& path, const ValuePtr& root, Format format);
+// Returns what the format could not hold and was left out: safetensors keeps the state dict and
+// top-level scalars (as string metadata) only, so e.g. an optimizer state is reported here.
+std::vector<std::string> save_checkpoint(const std::string& path, const ValuePtr& root, Format format);
 
 // The state dict inside a checkpoint: root['state_dict'], root['model'], or the root itself when
 // it is a dict of tensors. Throws when there is none.

@@ -28,6 +28,8 @@ const char* kind_name(Value::Kind kind) {
 namespace {
 
 constexpr int kMaxDepth = 200;
+// Marks a tuple that was a torch.Size, so it is written back as one.
+constexpr const char* kTorchSize = "torch.Size";
 constexpr size_t kMaxStack = 1u << 24;
 
 // Storage class names and torch dtype names -> dtypes.
@@ -354,6 +356,7 @@ class Machine {
     if (m == "torch" && n == "Size") {
       need(1);
       auto out = Value::container(Value::Kind::Tuple);
+      out->text = kTorchSize;
       for (int64_t d : int_tuple(args[0], "torch.Size")) add_child(*out, Value::of_int(d));
       return Item::of(out);
     }
@@ -768,9 +771,11 @@ class Writer {
         }
         break;
       case Value::Kind::Tuple:
+        if (v.text == kTorchSize) global("torch", "Size"), op('(');
         op('(');
         for (const ValuePtr& item : v.items) write(*item);
         op('t');
+        if (v.text == kTorchSize) op('t'), op('R');
         break;
       case Value::Kind::Dict:
       case Value::Kind::OrderedDict:
@@ -843,11 +848,52 @@ class Writer {
   std::string out_;
 };
 
+// A pickle's memo lets a container hold itself or share children; whatever reads the result
+// afterwards (writers, JS conversion) walks it as a tree. So the result must be acyclic, shallow,
+// and of bounded size when expanded (shared children nested in pairs double per level). Checked
+// with an explicit stack: adversarial nesting cannot overflow the native one.
+void check_tree(const ValuePtr& root) {
+  constexpr size_t kMaxExpandedNodes = 20'000'000;
+  struct Frame {
+    const Value* node;
+    size_t next;
+  };
+  std::vector<Frame> path{{root.get(), 0}};
+  std::unordered_map<const Value*, bool> on_path{{root.get(), true}};
+  size_t visited = 1;
+  auto child = [](const Value& v, size_t i) -> const Value* {
+    if (v.is_sequence()) return i < v.items.size() ? v.items[i].get() : nullptr;
+    if (v.is_dict()) {
+      if (i < 2 * v.entries.size()) return (i % 2 ? v.entries[i / 2].second : v.entries[i / 2].first).get();
+      if (i == 2 * v.entries.size() && v.attributes) return v.attributes.get();
+    }
+    return nullptr;
+  };
+  while (!path.empty()) {
+    Frame& frame = path.back();
+    const Value* next = child(*frame.node, frame.next++);
+    if (!next) {
+      on_path.erase(frame.node);
+      path.pop_back();
+      continue;
+    }
+    if (on_path.count(next)) throw std::runtime_error("invalid pickle: a container contains itself");
+    if (++visited > kMaxExpandedNodes) throw std::runtime_error("invalid pickle: the structure is too large");
+    if (path.size() >= static_cast<size_t>(kMaxDepth)) throw std::runtime_error("invalid pickle: containers nested too deeply");
+    if (next->is_sequence() || next->is_dict()) {
+      on_path[next] = true;
+      path.push_back({next, 0});
+    }
+  }
+}
+
 }  // namespace
 
 ValuePtr Unpickler::parse() {
   Machine machine(data_, position_, load_storage_);
-  return machine.run();
+  ValuePtr result = machine.run();
+  check_tree(result);
+  return result;
 }
 
 std::string Pickler::dump(const Value& root) { return Writer(&add_storage_, legacy_).finish(root); }

@@ -22,7 +22,7 @@ struct Value {
   bool boolean = false;
   int64_t integer = 0;
   double real = 0;
-  std::string text;                                    // String (UTF-8) or Bytes
+  std::string text;  // String (UTF-8), Bytes, an Int too wide for int64 (its bytes), "torch.Size" on a Tuple
   std::vector<ValuePtr> items;                         // List, Tuple
   std::vector<std::pair<ValuePtr, ValuePtr>> entries;  // Dict, OrderedDict, in insertion order
   ValuePtr attributes;  // an OrderedDict's instance attributes (state_dict._metadata), or null
