@@ -2,6 +2,7 @@
 // The `s2bnn` command. Every error is one clear line on stderr and a non-zero exit code.
 import * as os from 'os';
 
+import { benchModel, formatModelTable, ModelFigure } from './bench/model';
 import { benchOps, findPythonWithTorch, formatTable, Figure } from './bench/ops';
 import { Checkpoint, CheckpointFormat, formatForPath } from './checkpoint';
 import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native';
@@ -27,6 +28,10 @@ Commands:
       --min-time MS             measured time per figure (default 1000, --quick 50)
       --no-python               skip the Python reference baseline (run when python3 has torch)
       --json                    one JSON line per figure instead of the table
+  bench-model [options]         ReActNet-A training forward + backward vs the Python reference
+                                model (batch 32 at 64 px and batch 8 at 224 px by default)
+      --batch N --size N        one case instead of the defaults
+      --threads N, --min-time MS, --no-python, --json   as for bench-ops
 
 Environment: S2BNN_NUM_THREADS (threads), LIBTORCH (libtorch folder for builds),
 S2BNN_PYTHON (python3 with torch for baselines).`;
@@ -175,7 +180,29 @@ async function convert(args: string[]): Promise<void> {
   }
 }
 
+function benchModelCommand(args: string[]): void {
+  const flags = parseFlags(args, { batch: 'number', size: 'number', threads: 'number', 'min-time': 'number', 'no-python': 'boolean', json: 'boolean' });
+  const threads = positiveInteger(flags, 'threads');
+  if (threads !== undefined) setNumThreads(threads);
+  const batch = positiveInteger(flags, 'batch');
+  const size = positiveInteger(flags, 'size');
+  if ((batch === undefined) !== (size === undefined)) throw new UsageError('--batch and --size go together');
+  const python = flags['no-python'] ? null : findPythonWithTorch();
+  const json = flags.json === true;
+  const figures = benchModel({
+    cases: batch !== undefined ? [{ spec: { arch: 'reactnet-a', binarize: 'both' }, batch, size: size! }] : undefined,
+    minTimeMs: flags['min-time'] !== undefined ? Number(flags['min-time']) : undefined,
+    python,
+    onFigure: (f: ModelFigure) => {
+      if (json) process.stdout.write(`${JSON.stringify(f)}\n`);
+      else process.stderr.write(`  ${f.arch} ${f.batch}x${f.size} ${f.impl}: ${f.ms.toFixed(0)} ms\n`);
+    },
+  });
+  if (!json) process.stdout.write(`${formatModelTable(figures)}\n`);
+}
+
 const COMMANDS: Record<string, (args: string[]) => void | Promise<void>> = {
+  'bench-model': benchModelCommand,
   info,
   inspect,
   convert,

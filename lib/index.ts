@@ -23,6 +23,7 @@ export {
   ops,
   reference,
   signSte,
+  signSteBiased,
   binarizeWeight,
   binaryConv2d,
   rprelu,

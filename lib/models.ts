@@ -64,6 +64,7 @@ interface ModelHandle {
   loadStateDict(entries: [string, TensorHandle][], strict: boolean): LoadResult;
   to(device: string): void;
   freeze(trainablePrefixes: string[]): number;
+  zeroGrad(): void;
   complexity(height: number, width: number): Complexity;
   momentumUpdate(momentum: number): void;
   enqueue(keys: TensorHandle): void;
@@ -150,6 +151,11 @@ export class Model {
       [...entries].map(([name, t]) => [name, t.handle]),
       options.strict ?? true,
     );
+  }
+
+  /** Drops every parameter's gradient (zero_grad(set_to_none=True)). */
+  zeroGrad(): void {
+    this.handle.zeroGrad();
   }
 
   /** Freezes every parameter except those under the given name prefixes; returns how many froze. */

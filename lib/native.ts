@@ -71,9 +71,10 @@ type Pair = number | [number, number];
 
 export interface NativeOps {
   signSte(x: TensorHandle): TensorHandle;
+  signSteBiased(x: TensorHandle, bias: TensorHandle): TensorHandle;
   binarizeWeight(w: TensorHandle): TensorHandle;
   binaryConv2d(x: TensorHandle, w: TensorHandle, stride: Pair, padding: Pair,
-    binarizeInput: boolean, binarizeWeight: boolean): TensorHandle;
+    binarizeInput: boolean, binarizeWeight: boolean, inputBias: TensorHandle | null): TensorHandle;
   rprelu(x: TensorHandle, biasIn: TensorHandle, weight: TensorHandle, biasOut: TensorHandle): TensorHandle;
   distributionLoss(student: TensorHandle, teacher: TensorHandle, temperature: number): TensorHandle;
   infoNce(q: TensorHandle, k: TensorHandle, queue: TensorHandle, temperature: number): [TensorHandle, TensorHandle];

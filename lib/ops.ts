@@ -13,6 +13,11 @@ export interface BinaryConv2dOptions {
   binarizeInput?: boolean;
   /** alpha * sign(w) with the clipped STE (default true); false is step 1 of two-step training. */
   binarizeWeight?: boolean;
+  /**
+   * A per-channel bias added before binarizing the input (ReActNet's move11/move21): the op then
+   * computes sign(x + bias) itself and saves only x, recomputing the sign in the backward.
+   */
+  inputBias?: Tensor;
 }
 
 export interface InfoNceResult {
@@ -25,6 +30,8 @@ export interface InfoNceResult {
 export interface Operators {
   /** sign(x) forward (sign(0) = 0); backward x ApproxSign'(x) = max(0, 2 - 2|x|). */
   signSte(x: Tensor): Tensor;
+  /** signSte(x + bias) with a per-channel bias (dim 1), in one pass each way. */
+  signSteBiased(x: Tensor, bias: Tensor): Tensor;
   /** alpha_o * sign(w), alpha_o = mean |w[o]| (constant); backward passes where |w| <= 1. */
   binarizeWeight(w: Tensor): Tensor;
   binaryConv2d(x: Tensor, w: Tensor, options?: BinaryConv2dOptions): Tensor;
@@ -39,6 +46,7 @@ export interface Operators {
 function bind(source: () => NativeOps): Operators {
   return {
     signSte: (x) => new Tensor(source().signSte(x.handle)),
+    signSteBiased: (x, bias) => new Tensor(source().signSteBiased(x.handle, bias.handle)),
     binarizeWeight: (w) => new Tensor(source().binarizeWeight(w.handle)),
     binaryConv2d: (x, w, options = {}) =>
       new Tensor(
@@ -49,6 +57,7 @@ function bind(source: () => NativeOps): Operators {
           options.padding ?? 0,
           options.binarizeInput ?? true,
           options.binarizeWeight ?? true,
+          options.inputBias?.handle ?? null,
         ),
       ),
     rprelu: (x, biasIn, weight, biasOut) =>
@@ -68,4 +77,4 @@ export const ops: Operators = bind(() => native().ops);
 /** The reference compositions of the same formulas. */
 export const reference: Operators = bind(() => native().ops.reference);
 
-export const { signSte, binarizeWeight, binaryConv2d, rprelu, distributionLoss, infoNce } = ops;
+export const { signSte, signSteBiased, binarizeWeight, binaryConv2d, rprelu, distributionLoss, infoNce } = ops;

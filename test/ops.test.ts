@@ -71,6 +71,41 @@ describe('sign_ste', () => {
   });
 });
 
+describe('sign_ste_biased', () => {
+  test('equals sign_ste(x + bias) in values and in the gradients of x and bias', () => {
+    manualSeed(8);
+    const x = randn([3, 6, 9, 7]).mul(1.2);
+    const bias = randn([1, 6, 1, 1]).mul(0.4);
+    const run = (f: (x: Tensor, b: Tensor) => Tensor) => {
+      const xl = x.detach().requiresGrad_();
+      const bl = bias.detach().requiresGrad_();
+      const y = f(xl, bl);
+      y.mul(randn(y.shape)).sum().backward();
+      return [values(y), values(xl.grad!), values(bl.grad!)];
+    };
+    manualSeed(9);
+    const fused = run((a, b) => ops.signSteBiased(a, b));
+    manualSeed(9);
+    const ref = run((a, b) => reference.signSteBiased(a, b));
+    expect(fused[0]).toEqual(ref[0]);
+    expect(relativeError(fused[1], ref[1])).toBeLessThan(1e-6);
+    expect(relativeError(fused[2], ref[2])).toBeLessThan(1e-5);
+  });
+
+  test('the bias shifts the STE band: gradient at x where x + b sits on the table', () => {
+    const x = tensor([[-1.5], [0.25]], { dtype: 'float64' }).reshape(1, 2, 1); // channels 0 and 1
+    const bias = tensor([0.5, -0.25], { dtype: 'float64' });
+    const xl = x.detach().requiresGrad_();
+    ops.signSteBiased(xl, bias).sum().backward();
+    // x + b = -1.0 (gradient 0) and 0.0 (gradient 2)
+    expect(values(xl.grad!)).toEqual([0, 2]);
+  });
+
+  test('a bias with the wrong channel count is a clear error', () => {
+    expect(() => ops.signSteBiased(randn([2, 3, 4]), zeros([4]))).toThrow(/sign_ste_biased: bias must hold one value per channel \(3/);
+  });
+});
+
 describe('binarize_weight', () => {
   test('forward is mean|w| per output channel times sign(w)', () => {
     const w = tensor([[[[-1.5, -1, -0.5, 0]]], [[[0.5, 1, 1.5, 2]]]], { dtype: 'float64' });
@@ -128,6 +163,23 @@ describe('binary_conv2d', () => {
     const y = values(ops.binaryConv2d(x, w, { padding: 1 }));
     // alpha = 0.5, sign(x) = -1: corners see 4 inputs, edges 6, the centre 9.
     expect(y).toEqual([-2, -3, -2, -3, -4.5, -3, -2, -3, -2]);
+  });
+
+  test('inputBias: sign(x + b) inside the conv, with the gradient of b', () => {
+    manualSeed(12);
+    const x = randn([2, 4, 8, 8]);
+    const w = rand([6, 4, 3, 3]).sub(0.5);
+    const b = randn([1, 4, 1, 1]).mul(0.3);
+    const run = (op: typeof ops) => {
+      const [xl, wl, bl] = [x, w, b].map((t) => t.detach().requiresGrad_());
+      const y = op.binaryConv2d(xl, wl, { stride: 2, padding: 1, inputBias: bl });
+      y.square().sum().backward();
+      return [values(y), values(xl.grad!), values(wl.grad!), values(bl.grad!)];
+    };
+    const fused = run(ops);
+    const ref = run(reference);
+    fused.forEach((v, i) => expect(relativeError(v, ref[i])).toBeLessThan(1e-5));
+    expect(() => ops.binaryConv2d(x, w, { inputBias: b, binarizeInput: false })).toThrow(/input_bias is added before binarizing the input, so it needs binarize_input/);
   });
 
   test('only binarize_input=false & weight=false is a plain convolution', () => {

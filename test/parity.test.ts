@@ -21,12 +21,12 @@ const { python, reason } = pythonWithTorch();
 const cases: Case[] = python ? JSON.parse(runPython(python, ['test/python/fixtures.py'])).cases : [];
 
 // Fixture names are the operator plus a variant suffix.
-const kindOf = (c: Case): string => c.name.replace(/_(k\d.*|2d|normalized|large)$/, '');
+const kindOf = (c: Case): string => c.name.replace(/_(k\d.*|2d|normalized|large|biased)$/, '');
 
 function run(c: Case, inputs: Record<string, Tensor>): { output: Tensor; logits?: Tensor } {
   switch (kindOf(c)) {
     case 'sign_ste':
-      return { output: ops.signSte(inputs.x) };
+      return { output: c.name.endsWith('biased') ? ops.signSteBiased(inputs.x, inputs.b) : ops.signSte(inputs.x) };
     case 'binarize_weight':
       return { output: ops.binarizeWeight(inputs.w) };
     case 'binary_conv2d':
@@ -36,6 +36,7 @@ function run(c: Case, inputs: Record<string, Tensor>): { output: Tensor; logits?
           padding: c.padding,
           binarizeInput: c.binarizeInput,
           binarizeWeight: c.binarizeWeight,
+          inputBias: inputs.b,
         }),
       };
     case 'rprelu':

@@ -13,7 +13,8 @@ const { python, reason } = pythonWithTorch();
     const out = JSON.parse(runPython(python!, ['test/python/load_library.py', opsLibraryPath()]));
     const errors = out.maxRelErr as Record<string, number>;
     expect(Object.keys(errors).sort()).toEqual(
-      ['binarize_weight', 'binary_conv2d', 'distribution_loss', 'info_nce', 'rprelu', 'sign_ste', 'torchscript_sign_ste'].sort(),
+      ['binarize_weight', 'binary_conv2d', 'binary_conv2d_biased', 'distribution_loss', 'info_nce', 'rprelu', 'sign_ste',
+        'sign_ste_biased', 'torchscript_sign_ste'].sort(),
     );
     for (const [op, err] of Object.entries(errors)) {
       expect([op, err <= 1e-5]).toEqual([op, true]);

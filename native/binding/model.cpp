@@ -121,6 +121,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
                            InstanceMethod<&ModelHandle::load_state_dict>("loadStateDict"),
                            InstanceMethod<&ModelHandle::to>("to"),
                            InstanceMethod<&ModelHandle::freeze>("freeze"),
+                           InstanceMethod<&ModelHandle::zero_grad>("zeroGrad"),
                            InstanceMethod<&ModelHandle::complexity>("complexity"),
                            InstanceMethod<&ModelHandle::momentum_update>("momentumUpdate"),
                            InstanceMethod<&ModelHandle::enqueue>("enqueue"),
@@ -212,6 +213,12 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
       }
       return Napi::Number::New(env, static_cast<double>(frozen));
     });
+  }
+
+  // Drops every parameter's gradient (PyTorch's zero_grad(set_to_none=True)).
+  Napi::Value zero_grad(const Napi::CallbackInfo& info) {
+    for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
+    return info.Env().Undefined();
   }
 
   Napi::Value complexity(const Napi::CallbackInfo& info) {

@@ -26,15 +26,25 @@ Napi::Value unary_op(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value { return wrap(env, Op(unwrap(env, info[0], "x"))); });
 }
 
+template <at::Tensor (*Op)(const at::Tensor&, const at::Tensor&)>
+Napi::Value biased_op(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    return wrap(env, Op(unwrap(env, info[0], "x"), unwrap(env, info[1], "bias")));
+  });
+}
+
 template <at::Tensor (*Op)(const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef,
-                           bool, bool)>
+                           bool, bool, const c10::optional<at::Tensor>&)>
 Napi::Value conv_op(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
+    c10::optional<at::Tensor> bias;
+    if (info.Length() > 6 && !info[6].IsNull() && !info[6].IsUndefined()) bias = unwrap(env, info[6], "inputBias");
     return wrap(env, Op(unwrap(env, info[0], "x"), unwrap(env, info[1], "w"),
                         pair(env, info[2], "stride"), pair(env, info[3], "padding"),
                         boolean(env, info[4], "binarizeInput"),
-                        boolean(env, info[5], "binarizeWeight")));
+                        boolean(env, info[5], "binarizeWeight"), bias));
   });
 }
 
@@ -73,6 +83,7 @@ Napi::Value info_nce_op(const Napi::CallbackInfo& info) {
 void init_ops(Napi::Env env, Napi::Object exports) {
   Napi::Object ops = Napi::Object::New(env);
   ops.Set("signSte", Napi::Function::New(env, unary_op<&ops::sign_ste>));
+  ops.Set("signSteBiased", Napi::Function::New(env, biased_op<&ops::sign_ste_biased>));
   ops.Set("binarizeWeight", Napi::Function::New(env, unary_op<&ops::binarize_weight>));
   ops.Set("binaryConv2d", Napi::Function::New(env, conv_op<&ops::binary_conv2d>));
   ops.Set("rprelu", Napi::Function::New(env, rprelu_op<&ops::rprelu>));
@@ -81,6 +92,7 @@ void init_ops(Napi::Env env, Napi::Object exports) {
 
   Napi::Object reference = Napi::Object::New(env);
   reference.Set("signSte", Napi::Function::New(env, unary_op<&ops::sign_ste_reference>));
+  reference.Set("signSteBiased", Napi::Function::New(env, biased_op<&ops::sign_ste_biased_reference>));
   reference.Set("binarizeWeight", Napi::Function::New(env, unary_op<&ops::binarize_weight_reference>));
   reference.Set("binaryConv2d", Napi::Function::New(env, conv_op<&ops::binary_conv2d_reference>));
   reference.Set("rprelu", Napi::Function::New(env, rprelu_op<&ops::rprelu_reference>));

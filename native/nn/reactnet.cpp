@@ -20,10 +20,10 @@ BinaryConvImpl::BinaryConvImpl(int64_t in, int64_t out, int64_t kernel, int64_t 
   }
 }
 
-at::Tensor BinaryConvImpl::forward(const at::Tensor& x) {
+at::Tensor BinaryConvImpl::forward(const at::Tensor& x, const at::Tensor& input_bias) {
   const int64_t padding = kernel / 2;
   return ops::binary_conv2d(x, weight, {stride, stride}, {padding, padding}, /*binarize_input=*/true,
-                            binarize_weights);
+                            binarize_weights, input_bias);
 }
 
 LearnableBiasImpl::LearnableBiasImpl(int64_t channels) {
@@ -57,20 +57,20 @@ ReActBlockImpl::ReActBlockImpl(int64_t in, int64_t out, int64_t stride, bool bin
 
 at::Tensor ReActBlockImpl::forward(const at::Tensor& x) {
   // 1. sign(x + b11) -> binary 3x3 -> BN; shortcut (avg-pooled when the block strides).
-  at::Tensor y = bn1->forward(binary_3x3->forward(x + move11->bias));
+  at::Tensor y = bn1->forward(binary_3x3->forward(x, move11->bias));
   // ceil_mode: for odd sizes (28 px inputs) the pooled shortcut matches the strided conv's
   // ceil(H / 2); for even sizes (every ImageNet stage) it is the reference's AvgPool2d(2, 2).
   const at::Tensor shortcut = stride_ == 2 ? F::avg_pool2d(x, F::AvgPool2dFuncOptions(2).stride(2).ceil_mode(true)) : x;
   // 2. RPReLU(y + shortcut): + b12, PReLU, + b13, fused.
   y = ops::rprelu(y + shortcut, move12->bias, prelu1->weight, move13->bias);
   // 3. sign(y + b21) -> binary 1x1 (two of them, concatenated, when the width doubles) -> BN + y.
-  const at::Tensor shifted = y + move21->bias;
+  //    Each conv binarizes y + b21 itself and keeps only y (shared) for its backward.
   at::Tensor z;
   if (in_ == out_) {
-    z = bn2->forward(binary_pw->forward(shifted)) + y;
+    z = bn2->forward(binary_pw->forward(y, move21->bias)) + y;
   } else {
-    z = torch::cat({bn2_1->forward(binary_pw_down1->forward(shifted)) + y,
-                    bn2_2->forward(binary_pw_down2->forward(shifted)) + y},
+    z = torch::cat({bn2_1->forward(binary_pw_down1->forward(y, move21->bias)) + y,
+                    bn2_2->forward(binary_pw_down2->forward(y, move21->bias)) + y},
                    1);
   }
   // 4. RPReLU: + b22, PReLU, + b23.

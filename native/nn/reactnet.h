@@ -19,12 +19,12 @@ struct ReActNetOptions {
   double width = 1.0;
 };
 
-// A convolution of sign(x + input_bias) with optionally binarized weights: the block's binary
-// conv. Parameter `weight` [out, in, k, k].
+// The block's binary convolution: sign(x + input_bias) convolved with binarized (step 2) or real
+// (step 1) weights, in one op that keeps only x for its backward. Parameter `weight`.
 class BinaryConvImpl : public torch::nn::Module {
  public:
   BinaryConvImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, bool binarize_weights);
-  at::Tensor forward(const at::Tensor& x);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& input_bias);
   at::Tensor weight;
   int64_t in, out, kernel, stride;
   bool binarize_weights;

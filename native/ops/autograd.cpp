@@ -25,6 +25,20 @@ class SignSte : public torch::autograd::Function<SignSte> {
   }
 };
 
+class SignSteBiased : public torch::autograd::Function<SignSteBiased> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& bias) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    ctx->save_for_backward({x, bias});
+    return sign_ste_biased(x, bias);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    auto result = sign_ste_biased_backward(grads[0], saved[0], saved[1]);
+    return {std::get<0>(result), std::get<1>(result)};
+  }
+};
+
 class BinarizeWeight : public torch::autograd::Function<BinarizeWeight> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& w) {
@@ -40,27 +54,35 @@ class BinarizeWeight : public torch::autograd::Function<BinarizeWeight> {
 
 class BinaryConv2d : public torch::autograd::Function<BinaryConv2d> {
  public:
+  // Autograd functions need defined tensors to build their edges: "no bias" travels as an empty
+  // tensor (a real bias has one value per input channel, so never zero).
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
                             at::IntArrayRef stride, at::IntArrayRef padding, bool binarize_input,
-                            bool binarize_w) {
+                            bool binarize_w, const at::Tensor& input_bias) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    ctx->save_for_backward({x, w});
+    ctx->save_for_backward({x, w, input_bias});
     ctx->saved_data["stride"] = stride.vec();
     ctx->saved_data["padding"] = padding.vec();
     ctx->saved_data["binarize_input"] = binarize_input;
     ctx->saved_data["binarize_weight"] = binarize_w;
-    return binary_conv2d(x, w, stride, padding, binarize_input, binarize_w);
+    return binary_conv2d(x, w, stride, padding, binarize_input, binarize_w, optional(input_bias));
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto stride = ctx->saved_data["stride"].toIntVector();
     const auto padding = ctx->saved_data["padding"].toIntVector();
+    const bool biased = saved[2].numel() > 0;
     auto result = binary_conv2d_backward(
         grads[0], saved[0], saved[1], stride, padding, ctx->saved_data["binarize_input"].toBool(),
-        ctx->saved_data["binarize_weight"].toBool(),
-        {ctx->needs_input_grad(0), ctx->needs_input_grad(1)});
+        ctx->saved_data["binarize_weight"].toBool(), optional(saved[2]),
+        {ctx->needs_input_grad(0), ctx->needs_input_grad(1), biased && ctx->needs_input_grad(2)});
     return {std::get<0>(result), std::get<1>(result), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+            at::Tensor(), std::get<2>(result)};
+  }
+
+ private:
+  static c10::optional<at::Tensor> optional(const at::Tensor& t) {
+    return t.numel() > 0 ? c10::optional<at::Tensor>(t) : c10::optional<at::Tensor>();
   }
 };
 
@@ -121,12 +143,19 @@ class InfoNce : public torch::autograd::Function<InfoNce> {
 
 at::Tensor sign_ste_autograd(const at::Tensor& x) { return SignSte::apply(x); }
 
+at::Tensor sign_ste_biased_autograd(const at::Tensor& x, const at::Tensor& bias) {
+  return SignSteBiased::apply(x, bias);
+}
+
 at::Tensor binarize_weight_autograd(const at::Tensor& w) { return BinarizeWeight::apply(w); }
 
 at::Tensor binary_conv2d_autograd(const at::Tensor& x, const at::Tensor& w,
                                   at::IntArrayRef stride, at::IntArrayRef padding,
-                                  bool binarize_input, bool binarize_w) {
-  return BinaryConv2d::apply(x, w, stride, padding, binarize_input, binarize_w);
+                                  bool binarize_input, bool binarize_w,
+                                  const c10::optional<at::Tensor>& input_bias) {
+  const bool biased = input_bias.has_value() && input_bias->defined();
+  return BinaryConv2d::apply(x, w, stride, padding, binarize_input, binarize_w,
+                             biased ? *input_bias : at::empty({0}, x.options()));
 }
 
 at::Tensor rprelu_autograd(const at::Tensor& x, const at::Tensor& bias_in,
@@ -149,6 +178,7 @@ std::vector<at::Tensor> info_nce_autograd(const at::Tensor& q, const at::Tensor&
 
 TORCH_LIBRARY_IMPL(s2bnn, Autograd, m) {
   m.impl("sign_ste", &s2bnn::ops::sign_ste_autograd);
+  m.impl("sign_ste_biased", &s2bnn::ops::sign_ste_biased_autograd);
   m.impl("binarize_weight", &s2bnn::ops::binarize_weight_autograd);
   m.impl("binary_conv2d", &s2bnn::ops::binary_conv2d_autograd);
   m.impl("rprelu", &s2bnn::ops::rprelu_autograd);

@@ -65,6 +65,12 @@ inline void rprelu_args(const at::Tensor& x, const at::Tensor& bias_in, const at
   channel_param("rprelu", "bias_out", bias_out, x);
 }
 
+inline void sign_ste_biased_args(const at::Tensor& x, const at::Tensor& bias) {
+  floating("sign_ste_biased", "x", x);
+  TORCH_CHECK(x.dim() >= 2, "sign_ste_biased: x must be at least 2-D [N, C, ...], got shape ", shape_of(x));
+  channel_param("sign_ste_biased", "bias", bias, x);
+}
+
 inline void distribution_loss_args(const at::Tensor& student, const at::Tensor& teacher,
                                    double temperature_value) {
   constexpr const char* op = "distribution_loss";

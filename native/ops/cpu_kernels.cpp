@@ -54,6 +54,36 @@ S2BNN_MULTIVERSION void sign_backward(const float* g, const float* x, float* out
 }
 
 template <typename T>
+void biased_sign_plane(const T* x, T* y, int64_t n, opmath_t<T> bias) {
+  for (int64_t i = 0; i < n; ++i) y[i] = T(sign_value(opmath_t<T>(x[i]) + bias));
+}
+S2BNN_MULTIVERSION void biased_sign_plane(const float* x, float* y, int64_t n, float bias) {
+  for (int64_t i = 0; i < n; ++i) y[i] = sign_value(x[i] + bias);
+}
+
+// One plane of one channel: writes grad_x and adds the plane's sum (the bias gradient) to `sum`.
+template <typename T>
+void biased_sign_plane_backward(const T* g, const T* x, T* gx, int64_t n, opmath_t<T> bias, double* sum) {
+  using Acc = opmath_t<T>;
+  for (int64_t i = 0; i < n; ++i) {
+    const Acc gi = Acc(g[i]) * approx_sign_grad(Acc(x[i]) + bias);
+    gx[i] = T(gi);
+    *sum += gi;
+  }
+}
+S2BNN_MULTIVERSION void biased_sign_plane_backward(const float* g, const float* x, float* gx, int64_t n,
+                                                   float bias, double* sum) {
+  float partial = 0;
+  S2BNN_SIMD(reduction(+ : partial))
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i] * approx_sign_grad(x[i] + bias);
+    gx[i] = gi;
+    partial += gi;
+  }
+  *sum += partial;
+}
+
+template <typename T>
 void scaled_sign(const T* w, T* out, int64_t n, opmath_t<T> alpha) {
   for (int64_t i = 0; i < n; ++i) out[i] = T(alpha * sign_value(opmath_t<T>(w[i])));
 }
@@ -215,6 +245,51 @@ at::Tensor sign_ste_backward(const at::Tensor& grad, const at::Tensor& x) {
     parallel_elements(input.numel(), [&](int64_t at, int64_t n) { sign_backward(gp + at, xp + at, dst + at, n); });
   });
   return out;
+}
+
+at::Tensor sign_ste_biased(const at::Tensor& x, const at::Tensor& bias) {
+  checks::sign_ste_biased_args(x, bias);
+  const at::Tensor input = x.contiguous(), b = bias.contiguous();
+  at::Tensor out = at::empty_like(input);
+  const auto [batch, channels, plane] = shared::layout_of(input);
+  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(plane, 1));
+  S2BNN_DISPATCH_FLOATING(input, "sign_ste_biased", [&] {
+    const scalar_t *src = input.data_ptr<scalar_t>(), *bp = b.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    at::parallel_for(0, batch * channels, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        biased_sign_plane(src + p * plane, dst + p * plane, plane, opmath_t<scalar_t>(bp[p % channels]));
+      }
+    });
+  });
+  return out;
+}
+
+// Parallel over channels: each channel's bias gradient is summed by one thread, in order.
+std::tuple<at::Tensor, at::Tensor> sign_ste_biased_backward(const at::Tensor& grad, const at::Tensor& x,
+                                                            const at::Tensor& bias) {
+  checks::sign_ste_biased_args(x, bias);
+  checks::same_shape("sign_ste_biased_backward", "grad", grad, "x", x);
+  checks::same_device_dtype("sign_ste_biased_backward", "grad", grad, "x", x);
+  const at::Tensor g = grad.contiguous(), input = x.contiguous(), b = bias.contiguous();
+  at::Tensor grad_x = at::empty_like(input);
+  const auto [batch, channels, plane] = shared::layout_of(input);
+  at::Tensor sums = at::zeros({channels}, input.options().dtype(at::kDouble));
+  S2BNN_DISPATCH_FLOATING(input, "sign_ste_biased_backward", [&] {
+    const scalar_t *gp = g.data_ptr<scalar_t>(), *xp = input.data_ptr<scalar_t>(), *bp = b.data_ptr<scalar_t>();
+    scalar_t* gxp = grad_x.data_ptr<scalar_t>();
+    double* sp = sums.data_ptr<double>();
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(batch * plane, 1));
+    at::parallel_for(0, channels, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        for (int64_t n = 0; n < batch; ++n) {
+          const int64_t offset = (n * channels + c) * plane;
+          biased_sign_plane_backward(gp + offset, xp + offset, gxp + offset, plane, opmath_t<scalar_t>(bp[c]), sp + c);
+        }
+      }
+    });
+  });
+  return {grad_x, sums.to(bias.scalar_type()).reshape(bias.sizes())};
 }
 
 at::Tensor binarize_weight(const at::Tensor& w) {
@@ -399,6 +474,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> info_nce_backward(
 TORCH_LIBRARY_IMPL(s2bnn, CPU, m) {
   m.impl("sign_ste", &s2bnn::cpu::sign_ste);
   m.impl("sign_ste_backward", &s2bnn::cpu::sign_ste_backward);
+  m.impl("sign_ste_biased", &s2bnn::cpu::sign_ste_biased);
+  m.impl("sign_ste_biased_backward", &s2bnn::cpu::sign_ste_biased_backward);
   m.impl("binarize_weight", &s2bnn::cpu::binarize_weight);
   m.impl("binarize_weight_backward", &s2bnn::cpu::binarize_weight_backward);
   m.impl("rprelu", &s2bnn::cpu::rprelu);

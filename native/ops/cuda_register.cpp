@@ -65,6 +65,36 @@ at::Tensor sign_ste_backward(const at::Tensor& grad, const at::Tensor& x) {
   return out;
 }
 
+at::Tensor sign_ste_biased(const at::Tensor& x, const at::Tensor& bias) {
+  checks::sign_ste_biased_args(x, bias);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor input = x.contiguous(), b = bias.contiguous();
+  at::Tensor out = at::empty_like(input);
+  const shared::ChannelLayout l = shared::layout_of(input);
+  launch([&] {
+    cuda::biased_sign_forward(dtype_of(input), input.data_ptr(), b.data_ptr(), out.data_ptr(), l.batch, l.channels,
+                              l.plane, stream());
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> sign_ste_biased_backward(const at::Tensor& grad, const at::Tensor& x,
+                                                            const at::Tensor& bias) {
+  checks::sign_ste_biased_args(x, bias);
+  checks::same_shape("sign_ste_biased_backward", "grad", grad, "x", x);
+  checks::same_device_dtype("sign_ste_biased_backward", "grad", grad, "x", x);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor g = grad.contiguous(), input = x.contiguous(), b = bias.contiguous();
+  at::Tensor grad_x = at::empty_like(input);
+  const shared::ChannelLayout l = shared::layout_of(input);
+  at::Tensor sums = at::empty({l.channels}, input.options().dtype(at::kFloat));
+  launch([&] {
+    cuda::biased_sign_backward(dtype_of(input), g.data_ptr(), input.data_ptr(), b.data_ptr(), grad_x.data_ptr(),
+                               sums.data_ptr<float>(), l.batch, l.channels, l.plane, stream());
+  });
+  return {grad_x, sums.to(bias.scalar_type()).reshape(bias.sizes())};
+}
+
 at::Tensor binarize_weight(const at::Tensor& w) {
   checks::binarize_weight_args(w);
   const c10::cuda::CUDAGuard guard(w.device());
@@ -197,6 +227,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> info_nce_backward(
 TORCH_LIBRARY_IMPL(s2bnn, CUDA, m) {
   m.impl("sign_ste", &s2bnn::cuda_ops::sign_ste);
   m.impl("sign_ste_backward", &s2bnn::cuda_ops::sign_ste_backward);
+  m.impl("sign_ste_biased", &s2bnn::cuda_ops::sign_ste_biased);
+  m.impl("sign_ste_biased_backward", &s2bnn::cuda_ops::sign_ste_biased_backward);
   m.impl("binarize_weight", &s2bnn::cuda_ops::binarize_weight);
   m.impl("binarize_weight_backward", &s2bnn::cuda_ops::binarize_weight_backward);
   m.impl("rprelu", &s2bnn::cuda_ops::rprelu);

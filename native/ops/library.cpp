@@ -11,14 +11,17 @@
 TORCH_LIBRARY(s2bnn, m) {
   m.def("sign_ste(Tensor x) -> Tensor");
   m.def("sign_ste_backward(Tensor grad, Tensor x) -> Tensor");
+  m.def("sign_ste_biased(Tensor x, Tensor bias) -> Tensor");
+  m.def("sign_ste_biased_backward(Tensor grad, Tensor x, Tensor bias) -> (Tensor, Tensor)");
   m.def("binarize_weight(Tensor w) -> Tensor");
   m.def("binarize_weight_backward(Tensor grad, Tensor w) -> Tensor");
   m.def(
       "binary_conv2d(Tensor x, Tensor w, int[2] stride, int[2] padding, bool binarize_input, "
-      "bool binarize_weight) -> Tensor");
+      "bool binarize_weight, Tensor? input_bias=None) -> Tensor");
   m.def(
       "binary_conv2d_backward(Tensor grad, Tensor x, Tensor w, int[2] stride, int[2] padding, "
-      "bool binarize_input, bool binarize_weight, bool[2] output_mask) -> (Tensor, Tensor)");
+      "bool binarize_input, bool binarize_weight, Tensor? input_bias, bool[3] output_mask) "
+      "-> (Tensor, Tensor, Tensor)");
   m.def("rprelu(Tensor x, Tensor bias_in, Tensor weight, Tensor bias_out) -> Tensor");
   m.def(
       "rprelu_backward(Tensor grad, Tensor x, Tensor bias_in, Tensor weight, Tensor bias_out) "
@@ -33,10 +36,11 @@ TORCH_LIBRARY(s2bnn, m) {
       "float temperature, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 
   m.def("sign_ste_reference(Tensor x) -> Tensor");
+  m.def("sign_ste_biased_reference(Tensor x, Tensor bias) -> Tensor");
   m.def("binarize_weight_reference(Tensor w) -> Tensor");
   m.def(
       "binary_conv2d_reference(Tensor x, Tensor w, int[2] stride, int[2] padding, "
-      "bool binarize_input, bool binarize_weight) -> Tensor");
+      "bool binarize_input, bool binarize_weight, Tensor? input_bias=None) -> Tensor");
   m.def("rprelu_reference(Tensor x, Tensor bias_in, Tensor weight, Tensor bias_out) -> Tensor");
   m.def("distribution_loss_reference(Tensor student, Tensor teacher, float temperature) -> Tensor");
   m.def("info_nce_reference(Tensor q, Tensor k, Tensor queue, float temperature) -> Tensor[]");
@@ -50,7 +54,7 @@ c10::OperatorHandle find(const char* name) {
 }
 
 void check_conv_args(const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride,
-                     at::IntArrayRef padding) {
+                     at::IntArrayRef padding, bool binarize_input, const c10::optional<at::Tensor>& input_bias) {
   constexpr const char* op = "binary_conv2d";
   checks::floating(op, "x", x);
   checks::floating(op, "w", w);
@@ -64,37 +68,57 @@ void check_conv_args(const at::Tensor& x, const at::Tensor& w, at::IntArrayRef s
               ": stride must be two positive integers, got ", stride);
   TORCH_CHECK(padding.size() == 2 && padding[0] >= 0 && padding[1] >= 0, op,
               ": padding must be two non-negative integers, got ", padding);
+  if (input_bias && input_bias->defined()) {
+    TORCH_CHECK(binarize_input, op, ": input_bias is added before binarizing the input, so it needs binarize_input");
+    checks::channel_param(op, "input_bias", *input_bias, x);
+  }
+}
+
+bool has(const c10::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+
+// The convolution's input: sign(x [+ bias]) when binarizing, else x itself.
+at::Tensor conv_input(const at::Tensor& x, bool binarize_input, const c10::optional<at::Tensor>& input_bias) {
+  if (!binarize_input) return x;
+  return has(input_bias) ? sign_ste_biased(x, *input_bias) : sign_ste(x);
 }
 
 at::Tensor binary_conv2d_forward(const at::Tensor& x, const at::Tensor& w,
                                  at::IntArrayRef stride, at::IntArrayRef padding,
-                                 bool binarize_input, bool binarize_w) {
-  check_conv_args(x, w, stride, padding);
-  const at::Tensor input = binarize_input ? sign_ste(x) : x;
+                                 bool binarize_input, bool binarize_w, const c10::optional<at::Tensor>& input_bias) {
+  check_conv_args(x, w, stride, padding, binarize_input, input_bias);
+  const at::Tensor input = conv_input(x, binarize_input, input_bias);
   const at::Tensor weight = binarize_w ? binarize_weight(w) : w;
   return at::conv2d(input, weight, {}, stride, padding);
 }
 
-// Recomputes the binarized operands from x and w instead of keeping them alive between forward
-// and backward: sign(x) costs one pass over x, keeping it costs a whole activation.
-std::tuple<at::Tensor, at::Tensor> binary_conv2d_backward_impl(
+// Recomputes the binarized operands from x (and the bias) and w instead of keeping them alive
+// between forward and backward: sign(x + b) costs one pass over x, keeping it a whole activation.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_conv2d_backward_impl(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride,
-    at::IntArrayRef padding, bool binarize_input, bool binarize_w,
-    std::array<bool, 2> output_mask) {
-  check_conv_args(x, w, stride, padding);
-  const at::Tensor input = binarize_input ? sign_ste(x) : x;
+    at::IntArrayRef padding, bool binarize_input, bool binarize_w, const c10::optional<at::Tensor>& input_bias,
+    std::array<bool, 3> output_mask) {
+  check_conv_args(x, w, stride, padding, binarize_input, input_bias);
+  const at::Tensor input = conv_input(x, binarize_input, input_bias);
   const at::Tensor weight = binarize_w ? binarize_weight(w) : w;
   const int64_t dilation[2] = {1, 1};
   const int64_t output_padding[2] = {0, 0};
+  const bool need_input_grad = output_mask[0] || output_mask[2];
   auto grads = at::convolution_backward(grad.contiguous(input.suggest_memory_format()), input,
                                         weight, at::OptionalIntArrayRef(), stride, padding,
                                         dilation, false, output_padding, 1,
-                                        {output_mask[0], output_mask[1], false});
+                                        {need_input_grad, output_mask[1], false});
   at::Tensor grad_x = std::get<0>(grads);
   at::Tensor grad_w = std::get<1>(grads);
-  if (output_mask[0] && binarize_input) grad_x = sign_ste_backward(grad_x, x);
+  at::Tensor grad_bias;
+  if (need_input_grad && binarize_input) {
+    if (has(input_bias)) {
+      std::tie(grad_x, grad_bias) = sign_ste_biased_backward(grad_x, x, *input_bias);
+    } else {
+      grad_x = sign_ste_backward(grad_x, x);
+    }
+  }
   if (output_mask[1] && binarize_w) grad_w = binarize_weight_backward(grad_w, w);
-  return {grad_x, grad_w};
+  return {output_mask[0] ? grad_x : at::Tensor(), grad_w, output_mask[2] ? grad_bias : at::Tensor()};
 }
 
 }  // namespace
@@ -110,6 +134,18 @@ at::Tensor sign_ste_backward(const at::Tensor& grad, const at::Tensor& x) {
   return op.call(grad, x);
 }
 
+at::Tensor sign_ste_biased(const at::Tensor& x, const at::Tensor& bias) {
+  static auto op = find("s2bnn::sign_ste_biased").typed<at::Tensor(const at::Tensor&, const at::Tensor&)>();
+  return op.call(x, bias);
+}
+
+std::tuple<at::Tensor, at::Tensor> sign_ste_biased_backward(const at::Tensor& grad, const at::Tensor& x,
+                                                            const at::Tensor& bias) {
+  static auto op = find("s2bnn::sign_ste_biased_backward")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&)>();
+  return op.call(grad, x, bias);
+}
+
 at::Tensor binarize_weight(const at::Tensor& w) {
   static auto op = find("s2bnn::binarize_weight").typed<at::Tensor(const at::Tensor&)>();
   return op.call(w);
@@ -122,23 +158,24 @@ at::Tensor binarize_weight_backward(const at::Tensor& grad, const at::Tensor& w)
 }
 
 at::Tensor binary_conv2d(const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride,
-                         at::IntArrayRef padding, bool binarize_input, bool binarize_w) {
+                         at::IntArrayRef padding, bool binarize_input, bool binarize_w,
+                         const c10::optional<at::Tensor>& input_bias) {
   static auto op = find("s2bnn::binary_conv2d")
                        .typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef,
-                                         at::IntArrayRef, bool, bool)>();
-  return op.call(x, w, stride, padding, binarize_input, binarize_w);
+                                         at::IntArrayRef, bool, bool, const c10::optional<at::Tensor>&)>();
+  return op.call(x, w, stride, padding, binarize_input, binarize_w, input_bias);
 }
 
-std::tuple<at::Tensor, at::Tensor> binary_conv2d_backward(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_conv2d_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride,
-    at::IntArrayRef padding, bool binarize_input, bool binarize_w,
-    std::array<bool, 2> output_mask) {
+    at::IntArrayRef padding, bool binarize_input, bool binarize_w, const c10::optional<at::Tensor>& input_bias,
+    std::array<bool, 3> output_mask) {
   static auto op =
       find("s2bnn::binary_conv2d_backward")
-          .typed<std::tuple<at::Tensor, at::Tensor>(
+          .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
               const at::Tensor&, const at::Tensor&, const at::Tensor&, at::IntArrayRef,
-              at::IntArrayRef, bool, bool, std::array<bool, 2>)>();
-  return op.call(grad, x, w, stride, padding, binarize_input, binarize_w, output_mask);
+              at::IntArrayRef, bool, bool, const c10::optional<at::Tensor>&, std::array<bool, 3>)>();
+  return op.call(grad, x, w, stride, padding, binarize_input, binarize_w, input_bias, output_mask);
 }
 
 at::Tensor rprelu(const at::Tensor& x, const at::Tensor& bias_in, const at::Tensor& weight,
@@ -203,7 +240,7 @@ TORCH_LIBRARY_IMPL(s2bnn, CompositeExplicitAutograd, m) {
 // Backward ops are not differentiable themselves: asking for a double backward through them is a
 // clear error instead of a silently missing gradient.
 TORCH_LIBRARY_IMPL(s2bnn, Autograd, m) {
-  for (const char* name : {"sign_ste_backward", "binarize_weight_backward",
+  for (const char* name : {"sign_ste_backward", "sign_ste_biased_backward", "binarize_weight_backward",
                            "binary_conv2d_backward", "rprelu_backward",
                            "distribution_loss_with_grad", "info_nce_backward"}) {
     m.impl(name, torch::autograd::autogradNotImplementedFallback());

@@ -16,18 +16,27 @@ namespace s2bnn::ops {
 at::Tensor sign_ste(const at::Tensor& x);
 at::Tensor sign_ste_backward(const at::Tensor& grad, const at::Tensor& x);
 
+// sign_ste(x + bias) with a per-channel bias (dim 1), in one pass: ReActNet's "move" bias before
+// each binary activation. Backward gives the gradients of x and bias in one pass too.
+at::Tensor sign_ste_biased(const at::Tensor& x, const at::Tensor& bias);
+std::tuple<at::Tensor, at::Tensor> sign_ste_biased_backward(const at::Tensor& grad, const at::Tensor& x,
+                                                            const at::Tensor& bias);
+
 // alpha_o * sign(w), alpha_o = mean |w[o]| (a constant for autograd); backward: clipped STE.
 at::Tensor binarize_weight(const at::Tensor& w);
 at::Tensor binarize_weight_backward(const at::Tensor& grad, const at::Tensor& w);
 
-// Training-time binary convolution: optional binarization of the input (sign_ste) and of the
-// weight (binarize_weight), then an ordinary zero-padded convolution through libtorch.
+// Training-time binary convolution: optional binarization of the input (sign_ste, or
+// sign_ste_biased with `input_bias`, a per-channel bias added first) and of the weight
+// (binarize_weight), then an ordinary zero-padded convolution through libtorch. Saves only x
+// (and w, bias) for the backward, which recomputes the binarized operands.
 at::Tensor binary_conv2d(const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride,
-                         at::IntArrayRef padding, bool binarize_input, bool binarize_weight);
-std::tuple<at::Tensor, at::Tensor> binary_conv2d_backward(
+                         at::IntArrayRef padding, bool binarize_input, bool binarize_weight,
+                         const c10::optional<at::Tensor>& input_bias = {});
+std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_conv2d_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride,
     at::IntArrayRef padding, bool binarize_input, bool binarize_weight,
-    std::array<bool, 2> output_mask);
+    const c10::optional<at::Tensor>& input_bias, std::array<bool, 3> output_mask);
 
 // RPReLU: prelu(x + bias_in, weight) + bias_out, per channel (dim 1). Parameters hold C values
 // in any shape ([C] or [1, C, 1, 1]); their gradients come back in the same shapes.
@@ -66,10 +75,12 @@ void empty_cache();
 
 // Reference compositions, called directly (autograd differentiates their plain torch ops).
 at::Tensor sign_ste_reference(const at::Tensor& x);
+at::Tensor sign_ste_biased_reference(const at::Tensor& x, const at::Tensor& bias);
 at::Tensor binarize_weight_reference(const at::Tensor& w);
 at::Tensor binary_conv2d_reference(const at::Tensor& x, const at::Tensor& w,
                                    at::IntArrayRef stride, at::IntArrayRef padding,
-                                   bool binarize_input, bool binarize_weight);
+                                   bool binarize_input, bool binarize_weight,
+                                   const c10::optional<at::Tensor>& input_bias = {});
 at::Tensor rprelu_reference(const at::Tensor& x, const at::Tensor& bias_in,
                             const at::Tensor& weight, const at::Tensor& bias_out);
 at::Tensor distribution_loss_reference(const at::Tensor& student, const at::Tensor& teacher,

@@ -20,6 +20,12 @@ at::Tensor sign_ste_reference(const at::Tensor& x) {
   return out_forward.detach() - out3.detach() + out3;
 }
 
+at::Tensor sign_ste_biased_reference(const at::Tensor& x, const at::Tensor& bias) {
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[1] = x.size(1);
+  return sign_ste_reference(x + bias.reshape(shape));
+}
+
 at::Tensor binarize_weight_reference(const at::Tensor& w) {
   std::vector<int64_t> reduce_dims;
   for (int64_t d = 1; d < w.dim(); ++d) reduce_dims.push_back(d);
@@ -32,8 +38,10 @@ at::Tensor binarize_weight_reference(const at::Tensor& w) {
 
 at::Tensor binary_conv2d_reference(const at::Tensor& x, const at::Tensor& w,
                                    at::IntArrayRef stride, at::IntArrayRef padding,
-                                   bool binarize_input, bool binarize_w) {
-  const at::Tensor input = binarize_input ? sign_ste_reference(x) : x;
+                                   bool binarize_input, bool binarize_w,
+                                   const c10::optional<at::Tensor>& input_bias) {
+  const bool biased = input_bias.has_value() && input_bias->defined();
+  const at::Tensor input = !binarize_input ? x : biased ? sign_ste_biased_reference(x, *input_bias) : sign_ste_reference(x);
   const at::Tensor weight = binarize_w ? binarize_weight_reference(w) : w;
   return at::conv2d(input, weight, {}, stride, padding);
 }
@@ -66,6 +74,7 @@ std::vector<at::Tensor> info_nce_reference(const at::Tensor& q, const at::Tensor
 
 TORCH_LIBRARY_IMPL(s2bnn, CompositeImplicitAutograd, m) {
   m.impl("sign_ste_reference", &s2bnn::ops::sign_ste_reference);
+  m.impl("sign_ste_biased_reference", &s2bnn::ops::sign_ste_biased_reference);
   m.impl("binarize_weight_reference", &s2bnn::ops::binarize_weight_reference);
   m.impl("binary_conv2d_reference", &s2bnn::ops::binary_conv2d_reference);
   m.impl("rprelu_reference", &s2bnn::ops::rprelu_reference);

@@ -36,6 +36,9 @@ function compare(name: string, inputs: () => Tensor[], fn: (xs: Tensor[]) => Ten
 (devices > 0 ? describe : describe.skip)(`CUDA kernels${devices > 0 ? '' : ` (skipped: ${reason})`}`, () => {
   const lowPrecision = { float32: 1e-5, float16: 2e-2, bfloat16: 5e-2 };
   compare('sign_ste', () => [randn([8, 64, 28, 28]).mul(1.5)], ([x]) => ops.signSte(x), lowPrecision);
+  compare('sign_ste_biased', () => [randn([8, 64, 28, 28]), randn([1, 64, 1, 1])], ([x, b]) => ops.signSteBiased(x, b), lowPrecision);
+  compare('binary_conv2d with inputBias', () => [randn([4, 32, 14, 14]), rand([32, 32, 3, 3]).sub(0.5), randn([32]).mul(0.2)],
+    ([x, w, b]) => ops.binaryConv2d(x, w, { padding: 1, inputBias: b }), { float32: 1e-4 });
   compare('binarize_weight', () => [rand([128, 64, 3, 3]).sub(0.5).mul(2.5)], ([w]) => ops.binarizeWeight(w), lowPrecision);
   compare('binary_conv2d', () => [randn([4, 32, 14, 14]), rand([32, 32, 3, 3]).sub(0.5)],
     ([x, w]) => ops.binaryConv2d(x, w, { stride: 2, padding: 1 }), { float32: 1e-4 });

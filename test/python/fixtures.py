@@ -67,6 +67,14 @@ for (stride, padding, kernel, cin, cout) in [(1, 1, 3, 4, 4), (2, 1, 3, 4, 4), (
                 {'x': cx, 'w': cw}, ['x', 'w'],
                 {'stride': stride, 'padding': padding, 'binarizeInput': bin_in, 'binarizeWeight': bin_w}))
 
+# The biased forms: sign(x + b) with a per-channel bias, alone and inside the binary conv.
+bx = with_specials(torch.randn(2, 4, 5, 5), specials)
+bb = torch.tensor([0.0, 0.5, -0.5, 1.0]).reshape(1, 4, 1, 1)
+cases.append(case('sign_ste_biased', lambda x, b: ref.sign_ste(x + b), {'x': bx, 'b': bb}, ['x', 'b']))
+cases.append(case('binary_conv2d_biased', lambda x, w, b: ref.binary_conv2d(x + b, w, 2, 1, True, True),
+                  {'x': bx, 'w': (torch.rand(6, 4, 3, 3) - 0.5) * 2.4, 'b': bb}, ['x', 'w', 'b'],
+                  {'stride': 2, 'padding': 1, 'binarizeInput': True, 'binarizeWeight': True}))
+
 rx = torch.randn(3, 5, 4, 6)
 cases.append(case('rprelu', lambda x, b1, a, b2: ref.rprelu(x, b1, a, b2),
                   {'x': rx, 'b1': torch.randn(1, 5, 1, 1) * 0.3, 'a': torch.rand(5) * 0.5,

@@ -36,8 +36,13 @@ def compare(fused_fn, ref_fn, inputs):
 results = {}
 x = torch.randn(4, 8, 9, 9)
 results['sign_ste'] = compare(s2bnn.sign_ste, ref.sign_ste, [x])
+bias = torch.randn(1, 8, 1, 1) * 0.3
+results['sign_ste_biased'] = compare(s2bnn.sign_ste_biased, lambda x, b: ref.sign_ste(x + b), [x, bias])
 w = (torch.rand(8, 8, 3, 3) - 0.5) * 2.4
 results['binarize_weight'] = compare(s2bnn.binarize_weight, ref.binarize_weight, [w])
+results['binary_conv2d_biased'] = compare(
+    lambda x, w, b: s2bnn.binary_conv2d(x, w, [1, 1], [1, 1], True, True, b),
+    lambda x, w, b: ref.binary_conv2d(x + b, w, 1, 1, True, True), [x, w, bias])
 results['binary_conv2d'] = compare(
     lambda x, w: s2bnn.binary_conv2d(x, w, [2, 2], [1, 1], True, True),
     lambda x, w: ref.binary_conv2d(x, w, 2, 1, True, True), [x, w])

@@ -35,6 +35,34 @@ __global__ void clipped_backward_kernel(const T* grad, const T* w, T* out, int64
 }
 
 template <typename T>
+__global__ void biased_sign_forward_kernel(const T* x, const T* bias, T* y, int64_t total, int64_t channels,
+                                           int64_t plane) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    store(y, i, sign_value(load(x, i) + load(bias, (i / plane) % channels)));
+  }
+}
+
+template <typename T>
+__global__ void biased_sign_backward_kernel(const T* grad, const T* x, const T* bias, T* grad_x, float* sums,
+                                            int64_t batch, int64_t channels, int64_t plane) {
+  using Acc = opmath_t<T>;
+  __shared__ Acc scratch[32];
+  const int64_t c = blockIdx.x;
+  const Acc b = load(bias, c);
+  Acc sum = 0;
+  const int64_t count = batch * plane;
+  for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
+    const int64_t i = ((j / plane) * channels + c) * plane + j % plane;
+    const Acc gi = load(grad, i) * approx_sign_grad(load(x, i) + b);
+    store(grad_x, i, gi);
+    sum += gi;
+  }
+  sum = block_reduce<Acc, false>(sum, scratch);
+  if (threadIdx.x == 0) sums[c] = float(sum);
+}
+
+template <typename T>
 __global__ void binarize_weight_kernel(const T* w, T* out, int64_t per_channel) {
   using Acc = opmath_t<T>;
   __shared__ Acc scratch[32];
@@ -123,6 +151,30 @@ void clipped_backward(DType dtype, const void* grad, const void* w, void* out, i
         static_cast<const T*>(grad), static_cast<const T*>(w), static_cast<T*>(out), n);
   });
   check_launch("clipped_backward");
+}
+
+void biased_sign_forward(DType dtype, const void* x, const void* bias, void* y, int64_t batch,
+                         int64_t channels, int64_t plane, cudaStream_t stream) {
+  const int64_t total = batch * channels * plane;
+  if (total == 0) return;
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    biased_sign_forward_kernel<T><<<blocks_for(total, kThreads), kThreads, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<T*>(y), total, channels, plane);
+  });
+  check_launch("biased_sign_forward");
+}
+
+void biased_sign_backward(DType dtype, const void* grad, const void* x, const void* bias, void* grad_x,
+                          float* sums, int64_t batch, int64_t channels, int64_t plane, cudaStream_t stream) {
+  if (channels == 0) return;
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    biased_sign_backward_kernel<T><<<static_cast<unsigned>(channels), kThreads * 2, 0, stream>>>(
+        static_cast<const T*>(grad), static_cast<const T*>(x), static_cast<const T*>(bias),
+        static_cast<T*>(grad_x), sums, batch, channels, plane);
+  });
+  check_launch("biased_sign_backward");
 }
 
 void binarize_weight_forward(DType dtype, const void* w, void* out, int64_t channels,

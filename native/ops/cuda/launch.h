@@ -18,6 +18,13 @@ void sign_backward(DType dtype, const void* grad, const void* x, void* out, int6
 void clipped_backward(DType dtype, const void* grad, const void* w, void* out, int64_t n,
                       cudaStream_t stream);
 
+// sign(x + bias[c]) for x [batch, channels, plane]; backward writes grad_x and, per channel c,
+// sums[c] = the bias gradient (float32, one block per channel: deterministic).
+void biased_sign_forward(DType dtype, const void* x, const void* bias, void* y, int64_t batch,
+                         int64_t channels, int64_t plane, cudaStream_t stream);
+void biased_sign_backward(DType dtype, const void* grad, const void* x, const void* bias, void* grad_x,
+                          float* sums, int64_t batch, int64_t channels, int64_t plane, cudaStream_t stream);
+
 // One block per output channel: alpha = mean |w[o]|, out = alpha * sign(w).
 void binarize_weight_forward(DType dtype, const void* w, void* out, int64_t channels,
                              int64_t per_channel, cudaStream_t stream);
