@@ -39,7 +39,22 @@ test('bench-ops --quick --json measures every op against both baselines', () => 
   }
 });
 
+test('bench-model measures s2bnn and the Python reference model', () => {
+  const { python } = pythonWithTorch();
+  const args = ['bench-model', '--batch', '2', '--size', '32', '--min-time', '1', '--json', '--threads', '1'];
+  const { code, stdout, stderr } = run(...(python ? args : [...args, '--no-python']));
+  expect([code, stderr]).toEqual([0, '']);
+  const figures = stdout.trim().split('\n').map((line) => JSON.parse(line));
+  expect(figures.map((f) => f.impl)).toEqual(python ? ['s2bnn', 'python-reference'] : ['s2bnn']);
+  for (const f of figures) {
+    expect(f).toMatchObject({ arch: 'reactnet-a', batch: 2, size: 32, threads: 1 });
+    expect(f.ms).toBeGreaterThan(0);
+    expect(f.peakBytes).toBeGreaterThan(0);
+  }
+});
+
 test.each([
+  [['bench-model', '--batch', '2'], /--batch and --size go together/],
   [['frobnicate'], /unknown command 'frobnicate'/],
   [['bench-ops', '--threads', 'two'], /'--threads' must be a positive number, got 'two'/],
   [['bench-ops', '--threads', '1.5'], /'--threads' must be an integer/],
