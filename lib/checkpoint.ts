@@ -43,6 +43,8 @@ export interface CheckpointSummary {
 }
 
 export interface KeyTransform {
+  /** Keep only keys under this prefix, without it (e.g. "module.encoder_q." for a MoCo teacher with its head). */
+  selectPrefix?: string;
   /** Remove this prefix where present (e.g. "module." from multi-GPU checkpoints). */
   stripPrefix?: string;
   /** Keep only `[module.]encoder_q.*` outside the head and drop that prefix (linear evaluation). */
@@ -68,7 +70,7 @@ interface CheckpointHandle {
   readonly format: string;
   toJS(makeDict: MakeDict): unknown;
   summary(makeDict: MakeDict): { fields: [string, unknown][]; tensors: [string, number[], string][] };
-  transform(stripPrefix: string, addPrefix: string, encoderQOnly: boolean): CheckpointHandle;
+  transform(selectPrefix: string, stripPrefix: string, addPrefix: string, encoderQOnly: boolean): CheckpointHandle;
   save(path: string, format: CheckpointFormat): Promise<SaveResult>;
 }
 
@@ -168,9 +170,11 @@ export class Checkpoint {
     };
   }
 
-  /** A checkpoint whose state-dict keys are renamed (strip, encoder_q selection, add, in that order). */
+  /** A checkpoint whose state-dict keys are renamed (select, strip, encoder_q selection, add, in that order). */
   transform(t: KeyTransform): Checkpoint {
-    return new Checkpoint(this.handle.transform(t.stripPrefix ?? '', t.addPrefix ?? '', t.encoderQOnly ?? false));
+    return new Checkpoint(
+      this.handle.transform(t.selectPrefix ?? '', t.stripPrefix ?? '', t.addPrefix ?? '', t.encoderQOnly ?? false),
+    );
   }
 
   /**

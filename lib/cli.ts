@@ -18,6 +18,7 @@ Commands:
                                 torch.save files and .safetensors)
   convert IN OUT [options]      rewrite a checkpoint, losslessly
       --format zip|legacy|safetensors   (default: from OUT's extension; .safetensors or zip)
+      --select-prefix P         keep only keys under P, without it (module.encoder_q.: a teacher)
       --strip-prefix P          remove P from state-dict keys (e.g. module.)
       --encoder-q-only          keep the MoCo query encoder without its head, prefix dropped
       --add-prefix P            prepend P to state-dict keys (e.g. module.encoder_q.)
@@ -157,7 +158,7 @@ async function inspect(args: string[]): Promise<void> {
 async function convert(args: string[]): Promise<void> {
   const flags = parseFlags(
     args,
-    { format: 'string', 'strip-prefix': 'string', 'add-prefix': 'string', 'encoder-q-only': 'boolean' },
+    { format: 'string', 'select-prefix': 'string', 'strip-prefix': 'string', 'add-prefix': 'string', 'encoder-q-only': 'boolean' },
     ['IN', 'OUT'],
   );
   const [input, output] = flags._;
@@ -166,8 +167,9 @@ async function convert(args: string[]): Promise<void> {
     throw new UsageError(`--format must be zip, legacy or safetensors, got '${format}'`);
   }
   let checkpoint = await Checkpoint.load(input);
-  if (flags['strip-prefix'] || flags['add-prefix'] || flags['encoder-q-only']) {
+  if (flags['select-prefix'] || flags['strip-prefix'] || flags['add-prefix'] || flags['encoder-q-only']) {
     checkpoint = checkpoint.transform({
+      selectPrefix: flags['select-prefix'] as string | undefined,
       stripPrefix: flags['strip-prefix'] as string | undefined,
       addPrefix: flags['add-prefix'] as string | undefined,
       encoderQOnly: flags['encoder-q-only'] === true,

@@ -268,6 +268,9 @@ const cases: [string, Case][] = [
     const result = encoder.loadStateDict(loaded.transform({ encoderQOnly: true }), { strict: false });
     expect(result).toEqual({ missing: ['fc.weight', 'fc.bias'], unexpected: [] });
     expect(values(encoder.stateDict().get('conv1.weight')!)).toEqual(values(mocoModel.stateDict().get('encoder_q.conv1.weight')!));
+    // The teacher of S2-BNN keeps its MLP head: select the query encoder with everything under it.
+    const teacher = resnet('resnet18', { head: 'mlp' });
+    expect(teacher.loadStateDict(loaded.transform({ selectPrefix: 'module.encoder_q.' }))).toEqual({ missing: [], unexpected: [] });
   });
 });
 

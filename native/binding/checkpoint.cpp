@@ -209,14 +209,15 @@ class CheckpointHandle : public Napi::ObjectWrap<CheckpointHandle> {
     }
   }
 
-  // transform(stripPrefix, addPrefix, encoderQOnly) -> a new handle; tensors are shared.
+  // transform(selectPrefix, stripPrefix, addPrefix, encoderQOnly) -> a new handle; tensors shared.
   Napi::Value transform(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
       io::KeyTransform t;
-      t.strip_prefix = string(env, info[0], "stripPrefix");
-      t.add_prefix = string(env, info[1], "addPrefix");
-      t.encoder_q_only = boolean(env, info[2], "encoderQOnly");
+      t.select_prefix = string(env, info[0], "selectPrefix");
+      t.strip_prefix = string(env, info[1], "stripPrefix");
+      t.add_prefix = string(env, info[2], "addPrefix");
+      t.encoder_q_only = boolean(env, info[3], "encoderQOnly");
       io::Checkpoint out{checkpoint_.format, io::transform_state_dict(checkpoint_.root, t)};
       return create(env, std::move(out), format_);
     });

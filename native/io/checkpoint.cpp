@@ -514,6 +514,10 @@ ValuePtr transform_state_dict(const ValuePtr& root, const KeyTransform& transfor
   for (const auto& [key, value] : state->entries) {
     if (key->kind != Value::Kind::String) throw std::runtime_error("state dict keys must be strings");
     std::string name = key->text;
+    if (!transform.select_prefix.empty()) {
+      if (name.rfind(transform.select_prefix, 0) != 0) continue;
+      name = name.substr(transform.select_prefix.size());
+    }
     if (!transform.strip_prefix.empty() && name.rfind(transform.strip_prefix, 0) == 0) {
       name = name.substr(transform.strip_prefix.size());
     }

@@ -30,11 +30,13 @@ std::vector<std::string> save_checkpoint(const std::string& path, const ValuePtr
 // it is a dict of tensors. Throws when there is none.
 ValuePtr find_state_dict(const ValuePtr& root);
 
-// Renames the state dict's keys, in this order: strip `strip_prefix` where present; with
-// `encoder_q_only`, keep only `[module.]encoder_q.*` outside the projection head (`fc.*`) and
-// drop that prefix (what linear evaluation does with a MoCo checkpoint); then prepend
-// `add_prefix`. Returns a new root; the input is not modified. Tensors are shared, not copied.
+// Renames the state dict's keys, in this order: keep only keys under `select_prefix` and drop it
+// (e.g. "module.encoder_q." for a MoCo teacher with its head); strip `strip_prefix` where
+// present; with `encoder_q_only`, keep only `[module.]encoder_q.*` outside the projection head
+// (`fc.*`) and drop that prefix (what linear evaluation does with a MoCo checkpoint); then
+// prepend `add_prefix`. Returns a new root; the input is not modified. Tensors are shared.
 struct KeyTransform {
+  std::string select_prefix;
   std::string strip_prefix;
   std::string add_prefix;
   bool encoder_q_only = false;
