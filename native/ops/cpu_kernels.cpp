@@ -206,6 +206,27 @@ S2BNN_MULTIVERSION void info_nce_rows_grad(const float* logits, float* grad, int
 #define S2BNN_DISPATCH_FLOATING(tensor, name, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, (tensor).scalar_type(), name, __VA_ARGS__)
 
+// body(plane index, channel) for every [N, C, plane] plane, planes in parallel.
+template <typename Body>
+void for_each_plane(int64_t batch, int64_t channels, int64_t plane, Body&& body) {
+  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(plane, 1));
+  at::parallel_for(0, batch * channels, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) body(p, p % channels);
+  });
+}
+
+// body(channel, offset of one of its planes) for every plane, channels in parallel and each
+// channel's planes in batch order on one thread: per-channel sums are deterministic, no atomics.
+template <typename Body>
+void for_each_channel_plane(int64_t batch, int64_t channels, int64_t plane, Body&& body) {
+  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(batch * plane, 1));
+  at::parallel_for(0, channels, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      for (int64_t n = 0; n < batch; ++n) body(c, (n * channels + c) * plane);
+    }
+  });
+}
+
 // out[i] = f(in...[i]) over the flat, contiguous index space, in parallel chunks.
 template <typename Body>
 void parallel_elements(int64_t n, Body&& body) {
@@ -252,20 +273,16 @@ at::Tensor sign_ste_biased(const at::Tensor& x, const at::Tensor& bias) {
   const at::Tensor input = x.contiguous(), b = bias.contiguous();
   at::Tensor out = at::empty_like(input);
   const auto [batch, channels, plane] = shared::layout_of(input);
-  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(plane, 1));
   S2BNN_DISPATCH_FLOATING(input, "sign_ste_biased", [&] {
     const scalar_t *src = input.data_ptr<scalar_t>(), *bp = b.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
-    at::parallel_for(0, batch * channels, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        biased_sign_plane(src + p * plane, dst + p * plane, plane, opmath_t<scalar_t>(bp[p % channels]));
-      }
+    for_each_plane(batch, channels, plane, [&](int64_t p, int64_t c) {
+      biased_sign_plane(src + p * plane, dst + p * plane, plane, opmath_t<scalar_t>(bp[c]));
     });
   });
   return out;
 }
 
-// Parallel over channels: each channel's bias gradient is summed by one thread, in order.
 std::tuple<at::Tensor, at::Tensor> sign_ste_biased_backward(const at::Tensor& grad, const at::Tensor& x,
                                                             const at::Tensor& bias) {
   checks::sign_ste_biased_args(x, bias);
@@ -279,14 +296,8 @@ std::tuple<at::Tensor, at::Tensor> sign_ste_biased_backward(const at::Tensor& gr
     const scalar_t *gp = g.data_ptr<scalar_t>(), *xp = input.data_ptr<scalar_t>(), *bp = b.data_ptr<scalar_t>();
     scalar_t* gxp = grad_x.data_ptr<scalar_t>();
     double* sp = sums.data_ptr<double>();
-    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(batch * plane, 1));
-    at::parallel_for(0, channels, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        for (int64_t n = 0; n < batch; ++n) {
-          const int64_t offset = (n * channels + c) * plane;
-          biased_sign_plane_backward(gp + offset, xp + offset, gxp + offset, plane, opmath_t<scalar_t>(bp[c]), sp + c);
-        }
-      }
+    for_each_channel_plane(batch, channels, plane, [&](int64_t c, int64_t offset) {
+      biased_sign_plane_backward(gp + offset, xp + offset, gxp + offset, plane, opmath_t<scalar_t>(bp[c]), sp + c);
     });
   });
   return {grad_x, sums.to(bias.scalar_type()).reshape(bias.sizes())};
@@ -339,25 +350,19 @@ at::Tensor rprelu(const at::Tensor& x, const at::Tensor& bias_in, const at::Tens
   const at::Tensor b1 = bias_in.contiguous(), a = weight.contiguous(), b2 = bias_out.contiguous();
   at::Tensor out = at::empty_like(input);
   const auto [batch, channels, plane] = shared::layout_of(input);
-  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(plane, 1));
   S2BNN_DISPATCH_FLOATING(input, "rprelu", [&] {
     using Acc = opmath_t<scalar_t>;
     const scalar_t* src = input.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
     const scalar_t *b1p = b1.data_ptr<scalar_t>(), *ap = a.data_ptr<scalar_t>(),
                    *b2p = b2.data_ptr<scalar_t>();
-    at::parallel_for(0, batch * channels, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        const int64_t c = p % channels;
-        rprelu_plane(src + p * plane, dst + p * plane, plane, Acc(b1p[c]), Acc(ap[c]), Acc(b2p[c]));
-      }
+    for_each_plane(batch, channels, plane, [&](int64_t p, int64_t c) {
+      rprelu_plane(src + p * plane, dst + p * plane, plane, Acc(b1p[c]), Acc(ap[c]), Acc(b2p[c]));
     });
   });
   return out;
 }
 
-// Parallel over channels, so each channel's parameter gradients are summed by one thread in a
-// fixed order: deterministic, no atomics.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rprelu_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& bias_in,
     const at::Tensor& weight, const at::Tensor& bias_out) {
@@ -375,15 +380,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rprelu_backward(
     scalar_t* gxp = grad_x.data_ptr<scalar_t>();
     const scalar_t *b1p = b1.data_ptr<scalar_t>(), *ap = a.data_ptr<scalar_t>();
     double* sp = sums.data_ptr<double>();
-    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(batch * plane, 1));
-    at::parallel_for(0, channels, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        for (int64_t n = 0; n < batch; ++n) {
-          const int64_t offset = (n * channels + c) * plane;
-          rprelu_plane_backward(gp + offset, xp + offset, gxp + offset, plane, Acc(b1p[c]),
-                                Acc(ap[c]), sp + c * 3);
-        }
-      }
+    for_each_channel_plane(batch, channels, plane, [&](int64_t c, int64_t offset) {
+      rprelu_plane_backward(gp + offset, xp + offset, gxp + offset, plane, Acc(b1p[c]), Acc(ap[c]), sp + c * 3);
     });
   });
   auto column = [&](int64_t k, const at::Tensor& like) {
