@@ -26,7 +26,7 @@ test('bench-ops --quick --json measures every op against both baselines', () => 
   const { code, stdout, stderr } = run(...(python ? args : [...args, '--no-python']));
   expect([code, stderr]).toEqual([0, '']);
   const figures = stdout.trim().split('\n').map((line) => JSON.parse(line));
-  const ops = ['sign_ste', 'rprelu', 'binarize_weight', 'binary_conv2d', 'distribution_loss', 'info_nce'];
+  const ops = ['sign_ste', 'sign_ste_biased', 'rprelu', 'binarize_weight', 'binary_conv2d', 'distribution_loss', 'info_nce'];
   const impls = python ? ['fused', 'reference', 'python-reference'] : ['fused', 'reference'];
   for (const op of ops) {
     for (const impl of impls) {

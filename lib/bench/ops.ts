@@ -52,6 +52,16 @@ export function opCases(quick: boolean): OpCase[] {
     cases.push({ op: 'sign_ste', shape: shape.join('x'), inputs: [{ shape, grad: true, kind: 'randn' }] });
   }
   for (const shape of activations) {
+    cases.push({
+      op: 'sign_ste_biased',
+      shape: shape.join('x'),
+      inputs: [
+        { shape, grad: true, kind: 'randn' },
+        { shape: [1, shape[1], 1, 1], grad: true, kind: 'randn' },
+      ],
+    });
+  }
+  for (const shape of activations) {
     const c = shape[1];
     cases.push({
       op: 'rprelu',
@@ -134,6 +144,8 @@ function forward(impl: Operators, c: OpCase, xs: Tensor[]): Tensor {
   switch (c.op) {
     case 'sign_ste':
       return impl.signSte(xs[0]);
+    case 'sign_ste_biased':
+      return impl.signSteBiased(xs[0], xs[1]);
     case 'rprelu':
       return impl.rprelu(xs[0], xs[1], xs[2], xs[3]);
     case 'binarize_weight':

@@ -40,6 +40,8 @@ def forward(case, xs):
     op, args = case['op'], case.get('args', {})
     if op == 'sign_ste':
         return ref.sign_ste(xs[0])
+    if op == 'sign_ste_biased':
+        return ref.sign_ste(xs[0] + xs[1])
     if op == 'rprelu':
         return ref.rprelu(*xs)
     if op == 'binarize_weight':
