@@ -1,7 +1,7 @@
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 
-import { Tensor, tensor } from '../lib';
+import { Tensor, tensor, tidy } from '../lib';
 
 export const repoRoot = path.resolve(__dirname, '..');
 
@@ -55,6 +55,15 @@ export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<num
     scale = Math.max(scale, Math.abs(expected[i]));
   }
   return scale === 0 ? diff : diff / scale;
+}
+
+/** relativeError computed natively, for tensors too large to copy into JS arrays. */
+export function tensorError(actual: Tensor, expected: Tensor): number {
+  return tidy(() => {
+    const e = expected.to('float64');
+    const scale = e.abs().max().item() as number;
+    return (actual.to('float64').sub(e).abs().max().item() as number) / Math.max(scale, 1e-30);
+  });
 }
 
 export function values(t: Tensor): number[] {

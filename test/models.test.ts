@@ -7,19 +7,12 @@ import * as os from 'os';
 import * as path from 'path';
 
 import {
-  Checkpoint, Model, OrderedDict, Tensor, manualSeed, moco, randn, reactnetA, resnet, saveCheckpoint, tensor, tidy, zeros,
+  Checkpoint, Model, OrderedDict, Tensor, manualSeed, moco, randn, reactnetA, resnet, saveCheckpoint, tensor, zeros,
 } from '../lib';
-import { pythonWithTorch, runPython, values } from './helpers';
+import { pythonWithTorch, runPython, tensorError, values } from './helpers';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-models-'));
 
-// max |a - e| / max |e|, computed natively (the tensors hold up to 29M values).
-function tensorError(a: Tensor, e: Tensor): number {
-  return tidy(() => {
-    const scale = e.to('float64').abs().max().item() as number;
-    return (a.to('float64').sub(e.to('float64')).abs().max().item() as number) / Math.max(scale, 1e-30);
-  });
-}
 
 describe('ReActNet-A', () => {
   test('has the reference parameter names and the paper cost at 224 x 224', () => {

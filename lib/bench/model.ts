@@ -8,6 +8,7 @@ import { measureMemory } from '../memory';
 import { Model } from '../models';
 import { opsLibraryPath } from '../native';
 import { getNumThreads, manualSeed, randn, tidy } from '../tensor';
+import { medianMs } from './timing';
 
 export interface ModelBenchCase {
   spec: Record<string, unknown> & { arch: string };
@@ -43,17 +44,9 @@ function measureOurs(c: ModelBenchCase, minTimeMs: number, threads: number): Mod
       model.zeroGrad();
     });
   step();
-  const samples: number[] = [];
-  const start = process.hrtime.bigint();
-  while (samples.length < 3 || Number(process.hrtime.bigint() - start) / 1e6 < minTimeMs) {
-    const t0 = process.hrtime.bigint();
-    step();
-    samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    if (samples.length >= 50) break;
-  }
+  const ms = medianMs(step, minTimeMs, 3, 50);
   const { peakBytes } = measureMemory(step);
-  samples.sort((a, b) => a - b);
-  return { arch: c.spec.arch, batch: c.batch, size: c.size, impl: 's2bnn', ms: samples[Math.floor(samples.length / 2)], peakBytes, threads };
+  return { arch: c.spec.arch, batch: c.batch, size: c.size, impl: 's2bnn', ms, peakBytes, threads };
 }
 
 export function benchModel(options: { cases?: ModelBenchCase[]; minTimeMs?: number; python?: string | null; onFigure?: (f: ModelFigure) => void } = {}): ModelFigure[] {

@@ -10,6 +10,7 @@ import { measureMemory } from '../memory';
 import { Operators, ops, reference } from '../ops';
 import { Tensor, getNumThreads, manualSeed, rand, randn, tidy } from '../tensor';
 import { opsLibraryPath } from '../native';
+import { medianMs } from './timing';
 
 export interface OpCase {
   op: string;
@@ -161,39 +162,26 @@ function forward(impl: Operators, c: OpCase, xs: Tensor[]): Tensor {
   }
 }
 
-function median(samples: number[]): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
 function measure(impl: Operators, c: OpCase, inputs: Tensor[], gradOut: Tensor | null, minTimeMs: number) {
-  const iteration = () =>
+  // One forward + backward on fresh leaves; `forwardWith` wraps the forward (to measure it).
+  const iteration = (forwardWith: (f: () => Tensor) => Tensor = (f) => f()) =>
     tidy(() => {
       const xs = inputs.map((x, i) => (c.inputs[i].grad ? x.detach().requiresGrad_() : x));
-      const y = forward(impl, c, xs);
+      const y = forwardWith(() => forward(impl, c, xs));
       if (gradOut) y.backward(gradOut);
       else y.backward();
     });
   for (let i = 0; i < 2; i++) iteration();
-  const samples: number[] = [];
-  const start = process.hrtime.bigint();
-  while (samples.length < 5 || (samples.length < 200 && Number(process.hrtime.bigint() - start) / 1e6 < minTimeMs)) {
-    const t0 = process.hrtime.bigint();
-    iteration();
-    samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
-  }
+  const ms = medianMs(() => iteration(), minTimeMs, 5, 200);
   let savedBytes = 0;
   const { peakBytes } = measureMemory(() =>
-    tidy(() => {
-      const xs = inputs.map((x, i) => (c.inputs[i].grad ? x.detach().requiresGrad_() : x));
-      const forwardOnly = measureMemory(() => forward(impl, c, xs));
+    iteration((f) => {
+      const forwardOnly = measureMemory(f);
       savedBytes = forwardOnly.retainedBytes;
-      const y = forwardOnly.result;
-      if (gradOut) y.backward(gradOut);
-      else y.backward();
+      return forwardOnly.result;
     }),
   );
-  return { ms: median(samples), peakBytes, savedBytes };
+  return { ms, peakBytes, savedBytes };
 }
 
 function runPython(python: string, cases: OpCase[], minTimeMs: number, threads: number): Figure[] {

@@ -42,6 +42,12 @@ inline void same_device_dtype(const char* op, const char* arg, const at::Tensor&
               t.scalar_type(), " but ", other_arg, " has dtype ", other.scalar_type());
 }
 
+// A backward op's incoming gradient must match the saved input it is paired with.
+inline void grad_matches(const char* op, const at::Tensor& grad, const char* arg, const at::Tensor& input) {
+  same_shape(op, "grad", grad, arg, input);
+  same_device_dtype(op, "grad", grad, arg, input);
+}
+
 inline void temperature(const char* op, double value) {
   TORCH_CHECK(value > 0 && std::isfinite(value), op, ": temperature must be a finite number > 0, got ",
               value);

@@ -54,8 +54,7 @@ at::Tensor sign_ste(const at::Tensor& x) {
 }
 
 at::Tensor sign_ste_backward(const at::Tensor& grad, const at::Tensor& x) {
-  checks::same_shape("sign_ste_backward", "grad", grad, "x", x);
-  checks::same_device_dtype("sign_ste_backward", "grad", grad, "x", x);
+  checks::grad_matches("sign_ste_backward", grad, "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor g = grad.contiguous(), input = x.contiguous();
   at::Tensor out = at::empty_like(input);
@@ -81,8 +80,7 @@ at::Tensor sign_ste_biased(const at::Tensor& x, const at::Tensor& bias) {
 std::tuple<at::Tensor, at::Tensor> sign_ste_biased_backward(const at::Tensor& grad, const at::Tensor& x,
                                                             const at::Tensor& bias) {
   checks::sign_ste_biased_args(x, bias);
-  checks::same_shape("sign_ste_biased_backward", "grad", grad, "x", x);
-  checks::same_device_dtype("sign_ste_biased_backward", "grad", grad, "x", x);
+  checks::grad_matches("sign_ste_biased_backward", grad, "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor g = grad.contiguous(), input = x.contiguous(), b = bias.contiguous();
   at::Tensor grad_x = at::empty_like(input);
@@ -110,8 +108,7 @@ at::Tensor binarize_weight(const at::Tensor& w) {
 
 at::Tensor binarize_weight_backward(const at::Tensor& grad, const at::Tensor& w) {
   checks::binarize_weight_args(w);
-  checks::same_shape("binarize_weight_backward", "grad", grad, "w", w);
-  checks::same_device_dtype("binarize_weight_backward", "grad", grad, "w", w);
+  checks::grad_matches("binarize_weight_backward", grad, "w", w);
   const c10::cuda::CUDAGuard guard(w.device());
   const at::Tensor g = grad.contiguous(), weight = w.contiguous();
   at::Tensor out = at::empty_like(weight);
@@ -140,8 +137,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rprelu_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& bias_in,
     const at::Tensor& weight, const at::Tensor& bias_out) {
   checks::rprelu_args(x, bias_in, weight, bias_out);
-  checks::same_shape("rprelu_backward", "grad", grad, "x", x);
-  checks::same_device_dtype("rprelu_backward", "grad", grad, "x", x);
+  checks::grad_matches("rprelu_backward", grad, "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor g = grad.contiguous(), input = x.contiguous();
   const at::Tensor b1 = bias_in.contiguous(), a = weight.contiguous();

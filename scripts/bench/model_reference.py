@@ -6,17 +6,14 @@ Usage: python3 model_reference.py LIBS2BNN_OPS MIN_TIME_MS THREADS < case.json
 import json
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'python'))
+import s2bnn_bench  # noqa: E402
 import s2bnn_models  # noqa: E402
 
-torch.ops.load_library(sys.argv[1])
-min_time_ms = float(sys.argv[2])
-torch.set_num_threads(int(sys.argv[3]))
-torch.ops.s2bnn.cpu_allocator_install(0)
+min_time_ms = s2bnn_bench.setup()
 
 case = json.load(sys.stdin)
 torch.manual_seed(0)
@@ -31,16 +28,8 @@ def step():
 
 
 step()
-samples = []
-start = time.perf_counter()
-while len(samples) < 3 or (time.perf_counter() - start) * 1e3 < min_time_ms:
-    t0 = time.perf_counter()
-    step()
-    samples.append((time.perf_counter() - t0) * 1e3)
-    if len(samples) >= 50:
-        break
-samples.sort()
+ms = s2bnn_bench.median_ms(step, min_time_ms, 3, 50)
 base = torch.ops.s2bnn.memory_stats(True)[0]
 step()
 peak = torch.ops.s2bnn.memory_stats(False)[1] - base
-print(json.dumps({'ms': samples[len(samples) // 2], 'peakBytes': peak}))
+print(json.dumps({'ms': ms, 'peakBytes': peak}))

@@ -7,18 +7,14 @@ Usage: python3 ops_reference.py LIBS2BNN_OPS MIN_TIME_MS THREADS < cases.json
 import json
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'python'))
+import s2bnn_bench  # noqa: E402
 import s2bnn_reference as ref  # noqa: E402
 
-torch.ops.load_library(sys.argv[1])
-min_time_ms = float(sys.argv[2])
-torch.set_num_threads(int(sys.argv[3]))
-# Counting only (cache limit 0): PyTorch keeps its own allocation behaviour.
-torch.ops.s2bnn.cpu_allocator_install(0)
+min_time_ms = s2bnn_bench.setup()
 memory_stats = torch.ops.s2bnn.memory_stats
 
 
@@ -74,13 +70,7 @@ for case in json.load(sys.stdin):
     grad_out = None if scalar else torch.randn(forward(case, inputs).shape)
     for _ in range(2):
         step(case, inputs, grad_out)
-    samples = []
-    start = time.perf_counter()
-    while len(samples) < 5 or (len(samples) < 200 and (time.perf_counter() - start) * 1e3 < min_time_ms):
-        t0 = time.perf_counter()
-        step(case, inputs, grad_out)
-        samples.append((time.perf_counter() - t0) * 1e3)
-    samples.sort()
+    ms = s2bnn_bench.median_ms(lambda: step(case, inputs, grad_out), min_time_ms, 5, 200)
     base = memory_stats(True)[0]
     xs = leaves(case, inputs)
     y = forward(case, xs)
@@ -91,5 +81,5 @@ for case in json.load(sys.stdin):
         y.backward(grad_out)
     peak = memory_stats(False)[1] - base
     del xs, y
-    print(json.dumps({'op': case['op'], 'shape': case['shape'], 'ms': samples[len(samples) // 2],
+    print(json.dumps({'op': case['op'], 'shape': case['shape'], 'ms': ms,
                       'peakBytes': peak, 'savedBytes': saved}), flush=True)
