@@ -84,6 +84,11 @@ export class Model {
   /** @internal */
   protected constructor(protected readonly handle: ModelHandle) {}
 
+  /** @internal The native model, for the trainer and evaluation bindings. */
+  get nativeHandle(): unknown {
+    return this.handle;
+  }
+
   /** @internal */
   static fromSpec(spec: ModelSpec): Model {
     return new Model(createModel(spec));

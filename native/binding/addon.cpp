@@ -30,6 +30,40 @@ std::string torch_message(const c10::Error& error) {
   return message;
 }
 
+// ---- PromiseWorker ----------------------------------------------------------------------------
+
+void PromiseWorker::Execute() {
+  try {
+    work_();
+  } catch (const CodedError& error) {
+    code_ = error.code;
+    SetError(error.what());
+  } catch (const c10::Error& error) {
+    SetError(torch_message(error));
+  } catch (const std::exception& error) {
+    SetError(error.what());
+  }
+}
+
+void PromiseWorker::OnOK() {
+  try {
+    deferred_.Resolve(done_(Env()));
+  } catch (const Napi::Error& error) {
+    deferred_.Reject(error.Value());
+  }
+}
+
+void PromiseWorker::OnError(const Napi::Error& error) {
+  deferred_.Reject(make_error(Env(), error.Message(), code_).Value());
+}
+
+Napi::Promise run_async(Napi::Env env, const char* code, PromiseWorker::Work work, PromiseWorker::Done done) {
+  auto* worker = new PromiseWorker(env, code, std::move(work), std::move(done));
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
 // ---- ReferenceReleaser ------------------------------------------------------------------------
 
 ReferenceReleaser::ReferenceReleaser(Napi::Env env)
@@ -272,6 +306,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   init_ops(env, exports);
   init_checkpoint(env, exports);
   init_model(env, exports);
+  init_train(env, exports);
   return exports;
 }
 

@@ -230,42 +230,6 @@ class CheckpointHandle : public Napi::ObjectWrap<CheckpointHandle> {
 };
 
 // A promise settled by a function run on the thread pool; errors reject with a coded Error.
-class FileWorker : public Napi::AsyncWorker {
- public:
-  using Work = std::function<void()>;
-  using Done = std::function<Napi::Value(Napi::Env)>;
-  FileWorker(Napi::Env env, Work work, Done done)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
-        done_(std::move(done)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    try {
-      work_();
-    } catch (const c10::Error& error) {
-      SetError(torch_message(error));
-    } catch (const std::exception& error) {
-      SetError(error.what());
-    }
-  }
-  void OnOK() override {
-    try {
-      deferred_.Resolve(done_(Env()));
-    } catch (const Napi::Error& error) {
-      deferred_.Reject(error.Value());
-    }
-  }
-  void OnError(const Napi::Error& error) override {
-    deferred_.Reject(make_error(Env(), error.Message(), kCodeCheckpoint).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Work work_;
-  Done done_;
-};
-
 Napi::Value CheckpointHandle::save(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -278,8 +242,8 @@ Napi::Value CheckpointHandle::save(const Napi::CallbackInfo& info) {
     }
     const ValuePtr root = checkpoint_.root;
     auto dropped = std::make_shared<std::vector<std::string>>();
-    auto* worker = new FileWorker(
-        env, [path, root, format, dropped] { *dropped = io::save_checkpoint(path, root, format); },
+    return run_async(
+        env, kCodeCheckpoint, [path, root, format, dropped] { *dropped = io::save_checkpoint(path, root, format); },
         [dropped](Napi::Env e) -> Napi::Value {
           Napi::Object out = Napi::Object::New(e);
           Napi::Array list = Napi::Array::New(e, dropped->size());
@@ -287,9 +251,6 @@ Napi::Value CheckpointHandle::save(const Napi::CallbackInfo& info) {
           out.Set("dropped", list);
           return out;
         });
-    Napi::Promise promise = worker->promise();
-    worker->Queue();
-    return promise;
   });
 }
 
@@ -298,14 +259,11 @@ Napi::Value checkpoint_load(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     const std::string path = string(env, info[0], "path");
     auto loaded = std::make_shared<io::Checkpoint>();
-    auto* worker = new FileWorker(
-        env, [path, loaded] { *loaded = io::load_checkpoint(path); },
+    return run_async(
+        env, kCodeCheckpoint, [path, loaded] { *loaded = io::load_checkpoint(path); },
         [loaded](Napi::Env e) -> Napi::Value {
           return CheckpointHandle::create(e, *loaded, io::format_name(loaded->format));
         });
-    Napi::Promise promise = worker->promise();
-    worker->Queue();
-    return promise;
   });
 }
 

@@ -5,11 +5,18 @@
 #include <ATen/ATen.h>
 #include <napi.h>
 
+#include <stdexcept>
+
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+namespace s2bnn::nn {
+class Model;
+}
 
 namespace s2bnn::binding {
 
@@ -19,6 +26,7 @@ inline constexpr const char* kCodeArgument = "S2BNN_ARGUMENT";  // bad argument 
 inline constexpr const char* kCodeDisposed = "S2BNN_DISPOSED";  // tensor used after dispose()
 inline constexpr const char* kCodeInternal = "S2BNN_INTERNAL";  // any other C++ exception
 inline constexpr const char* kCodeCheckpoint = "S2BNN_CHECKPOINT";  // unreadable/unwritable file
+inline constexpr const char* kCodeNonFinite = "S2BNN_NONFINITE_LOSS";  // a training step's loss was NaN/Inf
 
 Napi::Error make_error(Napi::Env env, const std::string& message, const char* code);
 
@@ -44,6 +52,39 @@ Napi::Value guarded(Napi::Env env, Body&& body) {
   }
 }
 
+// Thrown by a PromiseWorker's work to reject with a specific code.
+struct CodedError : std::runtime_error {
+  CodedError(const std::string& message, const char* error_code) : std::runtime_error(message), code(error_code) {}
+  const char* code;
+};
+
+// Runs `work` on libuv's thread pool and settles a Promise: resolved with `done(env)` on the JS
+// thread, or rejected with an Error whose code is the CodedError's or `code` (libtorch and other
+// exceptions alike, with the libtorch message's first lines).
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<void()>;
+  using Done = std::function<Napi::Value(Napi::Env)>;
+  PromiseWorker(Napi::Env env, const char* code, Work work, Done done)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), code_(code), work_(std::move(work)),
+        done_(std::move(done)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override;
+  void OnOK() override;
+  void OnError(const Napi::Error& error) override;
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  const char* code_;  // the rejection's code; a CodedError replaces it
+  Work work_;
+  Done done_;
+};
+
+// Queues a PromiseWorker and returns its Promise.
+Napi::Promise run_async(Napi::Env env, const char* code, PromiseWorker::Work work, PromiseWorker::Done done);
+
 // Keeps JS ArrayBuffers alive while zero-copy tensors use their memory. A tensor's storage can
 // be freed on any thread (libtorch worker threads, async steps), but references may only be
 // deleted on the JS thread: other threads queue them and wake the JS thread.
@@ -67,6 +108,7 @@ struct AddonState {
   Napi::FunctionReference tensor_constructor;
   Napi::FunctionReference checkpoint_constructor;
   Napi::FunctionReference model_constructor;
+  Napi::FunctionReference trainer_constructor;
   std::shared_ptr<ReferenceReleaser> releaser;
 };
 
@@ -92,5 +134,9 @@ void init_ops(Napi::Env env, Napi::Object exports);
 void init_runtime(Napi::Env env, Napi::Object exports);
 void init_checkpoint(Napi::Env env, Napi::Object exports);
 void init_model(Napi::Env env, Napi::Object exports);
+void init_train(Napi::Env env, Napi::Object exports);
+
+// Model handles (model.cpp): the native model behind a ModelHandle, or an argument error.
+std::shared_ptr<nn::Model> unwrap_model(Napi::Env env, const Napi::Value& value, const char* name);
 
 }  // namespace s2bnn::binding

@@ -274,6 +274,13 @@ Napi::Value create_model(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+nn::ModelPtr unwrap_model(Napi::Env env, const Napi::Value& value, const char* name) {
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(state(env).model_constructor.Value())) {
+    throw_argument(env, std::string(name) + " must be a model");
+  }
+  return ModelHandle::Unwrap(value.As<Napi::Object>())->model;
+}
+
 void init_model(Napi::Env env, Napi::Object exports) {
   state(env).model_constructor = Napi::Persistent(ModelHandle::define(env));
   exports.Set("createModel", Napi::Function::New(env, create_model));

@@ -1,0 +1,230 @@
+// Evaluation protocols: accuracy of a classifier, feature extraction, weighted kNN, and the
+// paper's linear evaluation (PAPER.md): a frozen backbone in eval mode under a new Linear.
+import { Checkpoint, KeyTransform } from '../checkpoint';
+import { Model } from '../models';
+import { TensorHandle, native } from '../native';
+import { Tensor, cat, randn, zeros } from '../tensor';
+import { BatchSource, Callback, EpochInfo, FitResult, fit } from './loop';
+import { Schedule } from './schedule';
+import { Trainer } from './trainer';
+
+interface EvalBindings {
+  evaluateBatch(model: unknown, images: TensorHandle, labels: TensorHandle, keepLogits: boolean): Promise<{
+    lossSum: number;
+    correct1: number;
+    correct5: number;
+    count: number;
+    logits?: TensorHandle;
+  }>;
+  extractFeatures(model: unknown, images: TensorHandle, normalize: boolean): Promise<TensorHandle>;
+  knnScores(trainFeatures: TensorHandle, trainLabels: TensorHandle, testFeatures: TensorHandle,
+    options: { k: number; temperature: number; classes: number }): Promise<TensorHandle>;
+  topkCorrect(scores: TensorHandle, target: TensorHandle): { correct1: number; correct5: number };
+}
+
+const bindings = () => native() as unknown as EvalBindings;
+
+export interface Accuracy {
+  /** Percent. */
+  top1: number;
+  /** Percent. */
+  top5: number;
+  count: number;
+}
+
+export interface EvaluationResult extends Accuracy {
+  /** Mean cross-entropy. */
+  loss: number;
+  /** [N, classes] in the data source's order, when asked for. */
+  logits?: Tensor;
+  labels?: Tensor;
+}
+
+/**
+ * Top-1/top-5 of a model with a linear head over one pass of `data` (its epoch 0; give it an
+ * unshuffled loader for dataset order). The model is put in eval mode and left there.
+ */
+export async function evaluate(model: Model, data: BatchSource, options: { keepLogits?: boolean } = {}): Promise<EvaluationResult> {
+  model.eval();
+  let loss = 0;
+  let correct1 = 0;
+  let correct5 = 0;
+  let count = 0;
+  const logits: Tensor[] = [];
+  const labels: Tensor[] = [];
+  for await (const batch of data.epoch(0)) {
+    try {
+      const r = await bindings().evaluateBatch(model.nativeHandle, batch.views[0].handle, batch.labels.handle, options.keepLogits ?? false);
+      loss += r.lossSum;
+      correct1 += r.correct1;
+      correct5 += r.correct5;
+      count += r.count;
+      if (r.logits) {
+        logits.push(new Tensor(r.logits));
+        labels.push(batch.labels.clone());
+      }
+    } finally {
+      batch.dispose();
+    }
+  }
+  if (count === 0) throw new Error('evaluate: the data source gave no images');
+  const result: EvaluationResult = { top1: (100 * correct1) / count, top5: (100 * correct5) / count, count, loss: loss / count };
+  if (options.keepLogits) {
+    result.logits = cat(logits);
+    result.labels = cat(labels);
+    for (const t of [...logits, ...labels]) t.dispose();
+  }
+  return result;
+}
+
+/** Pooled backbone features [N, D] (L2-normalized unless told) and labels [N], in the source's order. */
+export async function extractFeatures(
+  model: Model,
+  data: BatchSource,
+  options: { normalize?: boolean } = {},
+): Promise<{ features: Tensor; labels: Tensor }> {
+  model.eval();
+  const features: Tensor[] = [];
+  const labels: Tensor[] = [];
+  for await (const batch of data.epoch(0)) {
+    try {
+      features.push(new Tensor(await bindings().extractFeatures(model.nativeHandle, batch.views[0].handle, options.normalize ?? true)));
+      labels.push(batch.labels.clone());
+    } finally {
+      batch.dispose();
+    }
+  }
+  if (features.length === 0) throw new Error('extractFeatures: the data source gave no images');
+  const out = { features: cat(features), labels: cat(labels) };
+  for (const t of [...features, ...labels]) t.dispose();
+  return out;
+}
+
+export interface KnnOptions {
+  /** Neighbours (default 200). */
+  k?: number;
+  /** Vote weight exp(similarity / T) (default 0.07). */
+  temperature?: number;
+  classes: number;
+}
+
+/** Weighted kNN accuracy of test features against a labelled feature bank (both L2-normalized). */
+export async function knnAccuracy(
+  bank: { features: Tensor; labels: Tensor },
+  test: { features: Tensor; labels: Tensor },
+  options: KnnOptions,
+): Promise<Accuracy> {
+  const scores = new Tensor(
+    await bindings().knnScores(bank.features.handle, bank.labels.handle, test.features.handle, {
+      k: options.k ?? 200,
+      temperature: options.temperature ?? 0.07,
+      classes: options.classes,
+    }),
+  );
+  try {
+    const { correct1, correct5 } = bindings().topkCorrect(scores.handle, test.labels.handle);
+    const count = test.labels.shape[0];
+    return { top1: (100 * correct1) / count, top5: (100 * correct5) / count, count };
+  } finally {
+    scores.dispose();
+  }
+}
+
+/** kNN evaluation of a backbone: features of `train` as the bank, accuracy on `test`. */
+export async function knnEvaluate(model: Model, train: BatchSource, test: BatchSource, options: KnnOptions): Promise<Accuracy> {
+  const bank = await extractFeatures(model, train);
+  const queries = await extractFeatures(model, test);
+  try {
+    return await knnAccuracy(bank, queries, options);
+  } finally {
+    for (const t of [bank.features, bank.labels, queries.features, queries.labels]) t.dispose();
+  }
+}
+
+/** The key transform that takes a pre-training checkpoint's backbone (any of s2bnn's or the reference's layouts). */
+export function backboneTransform(checkpoint: Checkpoint): KeyTransform {
+  const keys = [...checkpoint.stateDict().keys()];
+  return keys.some((k) => k.startsWith('encoder_q.') || k.startsWith('module.encoder_q.'))
+    ? { encoderQOnly: true }
+    : { stripPrefix: 'module.' };
+}
+
+/**
+ * Loads a pre-trained backbone into `classifier` (a model with a fresh linear head `fc`): every
+ * backbone weight must be found; the head is initialized as the protocol says (normal std 0.01,
+ * bias 0). Returns the keys it ignored.
+ */
+export function loadBackbone(classifier: Model, checkpoint: Checkpoint): string[] {
+  const transformed = checkpoint.transform(backboneTransform(checkpoint));
+  const entries = new Map([...transformed.stateDict()].filter(([k]) => !k.startsWith('fc.')));
+  const result = classifier.loadStateDict(entries, { strict: false });
+  const missing = result.missing.filter((k) => !k.startsWith('fc.'));
+  if (missing.length > 0) {
+    throw new Error(
+      `the checkpoint lacks ${missing.length} backbone weights of ${classifier.arch} (first: ${missing.slice(0, 3).join(', ')}); ` +
+        'is it a checkpoint of this architecture and width?',
+    );
+  }
+  const fc = classifier.namedParameters();
+  const weight = fc.get('fc.weight');
+  const bias = fc.get('fc.bias');
+  if (!weight || !bias) throw new Error(`${classifier.arch} has no linear head 'fc'`);
+  const init = randn(weight.shape).mul(0.01);
+  const zero = zeros(bias.shape);
+  classifier.loadStateDict(new Map([['fc.weight', init], ['fc.bias', zero]]), { strict: false });
+  init.dispose();
+  zero.dispose();
+  return result.unexpected;
+}
+
+export interface LinearEvalOptions {
+  /** A classifier whose backbone holds the pre-trained weights (see loadBackbone). */
+  model: Model;
+  train: BatchSource;
+  test: BatchSource;
+  /** Default 100. */
+  epochs?: number;
+  /** Default 0.1 (SGD, momentum 0.9, no weight decay, batch 256). */
+  lr?: number;
+  momentum?: number;
+  weightDecay?: number;
+  /** Default: x0.1 at 60% and 80% of the epochs. */
+  schedule?: Schedule;
+  onEpochEnd?: Callback<EpochInfo>;
+  /** Evaluate on `test` after every this many epochs (default: only at the end). */
+  evalEvery?: number;
+  onEvaluation?: (epoch: number, result: Accuracy) => void;
+}
+
+export interface LinearEvalResult extends Accuracy {
+  fit: FitResult;
+}
+
+/** PAPER.md's linear evaluation: frozen backbone in eval mode, SGD on a new Linear. */
+export async function linearEvaluation(options: LinearEvalOptions): Promise<LinearEvalResult> {
+  const { model } = options;
+  const epochs = options.epochs ?? 100;
+  model.freeze({ except: ['fc.'] });
+  model.eval();
+  const trainer = new Trainer({
+    model,
+    recipe: 'supervised',
+    optimizer: { kind: 'sgd', lr: options.lr ?? 0.1, momentum: options.momentum ?? 0.9, weightDecay: options.weightDecay ?? 0 },
+  });
+  const schedule = options.schedule ?? { kind: 'step', milestones: [Math.round(epochs * 0.6), Math.round(epochs * 0.8)] };
+  const result = await fit({
+    trainer,
+    data: options.train,
+    epochs,
+    schedule,
+    onEpochEnd: async (info) => {
+      model.eval();
+      if (options.evalEvery && (info.epoch + 1) % options.evalEvery === 0 && info.epoch + 1 < epochs) {
+        options.onEvaluation?.(info.epoch, await evaluate(model, options.test));
+      }
+      return options.onEpochEnd?.(info);
+    },
+  });
+  const accuracy = await evaluate(model, options.test);
+  return { top1: accuracy.top1, top5: accuracy.top5, count: accuracy.count, fit: result };
+}

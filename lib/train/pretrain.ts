@@ -1,0 +1,284 @@
+// The pre-training recipes of PAPER.md as one configurable run: builds the student (MoCo wrapper
+// or plain encoder), loads the step-1 init and the teacher, and trains with checkpoints every
+// epoch (atomic), on stop requests, and a resume that continues the same trajectory.
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { Checkpoint, OrderedDict, PyValue, loadCheckpoint, saveCheckpoint } from '../checkpoint';
+import { Model, ReActNetOptions, ResNetArch, moco, reactnetA, resnet } from '../models';
+import { Tensor } from '../tensor';
+import { BatchSource, Callback, EpochInfo, FitResult, Position, StepInfo, fit } from './loop';
+import { Schedule, ScheduleName, parseSchedule } from './schedule';
+import { OptimizerOptions, Recipe, Trainer } from './trainer';
+
+/**
+ * 'moco-v2': the plain MoCo v2 baseline (SGD, cosine, one step; also how real-valued teachers are
+ * pre-trained). 'contrastive': enhanced MoCo v2 (Adam, linear decay). 'contrastive+distill' and
+ * 'distill': the S2-BNN recipes with a frozen teacher.
+ */
+export type PretrainRecipe = 'moco-v2' | 'contrastive' | 'contrastive+distill' | 'distill';
+export const PRETRAIN_RECIPES: readonly PretrainRecipe[] = ['moco-v2', 'contrastive', 'contrastive+distill', 'distill'];
+
+export type Arch = 'reactnet-a' | ResNetArch;
+
+export interface PretrainConfig {
+  recipe: PretrainRecipe;
+  arch: Arch;
+  /** ReActNet-A two-step binarization: 1 = activations only, 2 = weights too (default 2). */
+  step: 1 | 2;
+  /** ReActNet-A stage width multiplier (default 1). */
+  width: number;
+  stem: 'imagenet' | 'small';
+  inChannels: number;
+  /** Step-1 checkpoint that step 2 starts from. */
+  init?: string;
+  /** Teacher checkpoint (distillation recipes): a MoCo checkpoint or a bare encoder with its MLP head. */
+  teacher?: string;
+  teacherArch: ResNetArch;
+  epochs: number;
+  batchSize: number;
+  optimizer: 'adam' | 'sgd';
+  lr: number;
+  weightDecay: number;
+  schedule: ScheduleName;
+  /** InfoNCE temperature. */
+  temperature: number;
+  distillTemperature: number;
+  /** MoCo projection dim, queue size K and key-encoder momentum m. */
+  dim: number;
+  queueSize: number;
+  momentum: number;
+  /** Single-device shuffle-BN groups of the key batch. */
+  keyGroups: number;
+  seed: number;
+}
+
+/** PAPER.md's recipe per name (batch size and epochs are the caller's). */
+export function recipeDefaults(recipe: PretrainRecipe): Pick<PretrainConfig, 'optimizer' | 'lr' | 'weightDecay' | 'schedule' | 'step'> {
+  switch (recipe) {
+    case 'moco-v2':
+      return { optimizer: 'sgd', lr: 0.03, weightDecay: 1e-4, schedule: 'cosine', step: 2 };
+    case 'contrastive':
+      return { optimizer: 'adam', lr: 3e-4, weightDecay: 1e-4, schedule: 'linear', step: 2 };
+    case 'contrastive+distill':
+    case 'distill':
+      return { optimizer: 'adam', lr: 3e-4, weightDecay: 0, schedule: 'linear', step: 2 };
+  }
+}
+
+export function defaultConfig(recipe: PretrainRecipe, overrides: Partial<PretrainConfig> = {}): PretrainConfig {
+  return {
+    recipe,
+    arch: 'reactnet-a',
+    width: 1,
+    stem: 'imagenet',
+    inChannels: 3,
+    teacherArch: 'resnet50',
+    epochs: 200,
+    batchSize: 256,
+    temperature: 0.2,
+    distillTemperature: 0.2,
+    dim: 128,
+    queueSize: 65536,
+    momentum: 0.999,
+    keyGroups: 8,
+    seed: 0,
+    ...recipeDefaults(recipe),
+    ...overrides,
+  };
+}
+
+export function nativeRecipe(recipe: PretrainRecipe): Recipe {
+  return recipe === 'moco-v2' ? 'contrastive' : recipe;
+}
+
+export const usesTeacher = (recipe: PretrainRecipe): boolean => recipe === 'distill' || recipe === 'contrastive+distill';
+export const usesMoco = (recipe: PretrainRecipe): boolean => recipe !== 'distill';
+
+function encoderSpec(config: PretrainConfig): { arch: 'reactnet-a' } & ReActNetOptions | { arch: ResNetArch; inChannels: number; stem: 'imagenet' | 'small' } {
+  if (config.arch === 'reactnet-a') {
+    return {
+      arch: 'reactnet-a',
+      binarize: config.step === 1 ? 'activations' : 'both',
+      width: config.width,
+      inChannels: config.inChannels,
+      stem: config.stem,
+    };
+  }
+  return { arch: config.arch, inChannels: config.inChannels, stem: config.stem };
+}
+
+/** The network a recipe trains: a MoCo wrapper, or (distill) the encoder with its MLP head. */
+export function buildStudent(config: PretrainConfig): Model {
+  const spec = encoderSpec(config);
+  if (usesMoco(config.recipe)) return moco(spec, { dim: config.dim, queueSize: config.queueSize });
+  const head = { head: 'mlp' as const, mlpDim: config.dim };
+  return spec.arch === 'reactnet-a' ? reactnetA({ ...spec, ...head }) : resnet(spec.arch, { ...spec, ...head });
+}
+
+/** A frozen teacher encoder with its MLP head from a MoCo checkpoint (s2bnn's or the reference's) or a bare encoder's. */
+export async function loadTeacher(file: string, arch: ResNetArch, options: { dim: number; inChannels: number; stem: 'imagenet' | 'small' }): Promise<Model> {
+  const checkpoint = await loadCheckpoint(file);
+  const keys = [...checkpoint.stateDict().keys()];
+  const prefix = ['module.encoder_q.', 'encoder_q.', 'module.'].find((p) => keys.some((k) => k.startsWith(p)));
+  const encoder = prefix ? checkpoint.transform({ selectPrefix: prefix }) : checkpoint;
+  const teacher = resnet(arch, { head: 'mlp', mlpDim: options.dim, inChannels: options.inChannels, stem: options.stem });
+  try {
+    teacher.loadStateDict(encoder);
+  } catch (err) {
+    throw new Error(`teacher ${file} does not fit a ${arch} with a ${options.dim}-d MLP head: ${(err as Error).message}`);
+  }
+  teacher.freeze();
+  return teacher.eval();
+}
+
+/** Step 2 starts from step 1: every weight of the trained encoder must be in the init checkpoint. */
+export function loadInit(student: Model, checkpoint: Checkpoint, file: string): void {
+  const state = checkpoint.stateDict();
+  const studentIsMoco = [...student.stateDict().keys()].some((k) => k.startsWith('encoder_q.'));
+  const initIsMoco = [...state.keys()].some((k) => k.startsWith('encoder_q.') || k.startsWith('module.encoder_q.'));
+  let source: Checkpoint = checkpoint.transform({ stripPrefix: 'module.' });
+  if (initIsMoco && !studentIsMoco) source = source.transform({ selectPrefix: 'encoder_q.' });
+  if (!initIsMoco && studentIsMoco) source = source.transform({ addPrefix: 'encoder_q.' });
+  const result = student.loadStateDict(source, { strict: false });
+  const missing = result.missing.filter((k) => !k.startsWith('encoder_k.') && k !== 'queue' && k !== 'queue_ptr');
+  if (missing.length > 0) {
+    throw new Error(`--init ${file} lacks ${missing.length} weights of the student (first: ${missing.slice(0, 3).join(', ')})`);
+  }
+}
+
+export function optimizerOptions(config: PretrainConfig): OptimizerOptions {
+  return config.optimizer === 'adam'
+    ? { kind: 'adam', lr: config.lr, weightDecay: config.weightDecay }
+    : { kind: 'sgd', lr: config.lr, weightDecay: config.weightDecay, momentum: 0.9 };
+}
+
+/** What a run checkpoint holds beyond the reference's {epoch, arch, state_dict, optimizer}. */
+interface RunState {
+  batch: number;
+  steps: number;
+  config: PretrainConfig;
+}
+
+/** The state dict as the reference lays it out: MoCo keys as they are, a plain encoder under encoder_q. */
+function checkpointStateDict(student: Model): OrderedDict<string, Tensor> {
+  const state = student.stateDict();
+  if ([...state.keys()].some((k) => k.startsWith('encoder_q.'))) return state;
+  return new OrderedDict([...state].map(([k, v]) => [`encoder_q.${k}`, v]));
+}
+
+export async function saveRunCheckpoint(file: string, student: Model, trainer: Trainer, position: Position, config: PretrainConfig): Promise<void> {
+  const run: RunState = { batch: position.batch, steps: trainer.steps, config };
+  await saveCheckpoint(file, {
+    epoch: position.epoch,
+    arch: config.arch,
+    state_dict: checkpointStateDict(student),
+    optimizer: trainer.optimizerStateDict(),
+    s2bnn: JSON.stringify(run),
+  } as unknown as PyValue);
+}
+
+async function restoreRun(file: string, student: Model, trainer: Trainer, config: PretrainConfig): Promise<Position> {
+  const checkpoint = await loadCheckpoint(file);
+  const root = checkpoint.toObject();
+  if (!(root instanceof Map) || typeof root.get('s2bnn') !== 'string') {
+    throw new Error(`${file} is not an s2bnn run checkpoint (no 's2bnn' run state); use --init to start from weights`);
+  }
+  const run = JSON.parse(root.get('s2bnn') as string) as RunState;
+  for (const key of ['recipe', 'arch', 'step', 'width', 'batchSize', 'dim', 'queueSize'] as const) {
+    if (run.config[key] !== config[key]) {
+      throw new Error(`--resume: the checkpoint was written with ${key} = ${run.config[key]}, this run has ${config[key]}`);
+    }
+  }
+  const state = checkpoint.stateDict();
+  const studentKeys = new Set(student.stateDict().keys());
+  const entries = [...studentKeys].some((k) => k.startsWith('encoder_q.'))
+    ? state
+    : new Map([...state].map(([k, v]) => [k.replace(/^encoder_q\./, ''), v]));
+  student.loadStateDict(entries);
+  trainer.loadOptimizerStateDict(root.get('optimizer') as PyValue);
+  trainer.steps = run.steps;
+  return { epoch: Number(root.get('epoch')), batch: run.batch };
+}
+
+export interface PretrainOptions {
+  config: PretrainConfig;
+  data: BatchSource;
+  /** Output folder: checkpoint.pth (the latest state; what --resume reads) and config.json. */
+  out: string;
+  resume?: boolean;
+  onStepEnd?: Callback<StepInfo>;
+  onEpochEnd?: Callback<EpochInfo>;
+  signal?: AbortSignal;
+}
+
+export interface PretrainResult {
+  student: Model;
+  checkpoint: string;
+  fit: FitResult;
+  start: Position;
+}
+
+export async function pretrain(options: PretrainOptions): Promise<PretrainResult> {
+  const { config } = options;
+  validateConfig(config);
+  fs.mkdirSync(options.out, { recursive: true });
+  const checkpointFile = path.join(options.out, 'checkpoint.pth');
+  const student = buildStudent(config);
+  let teacher: Model | undefined;
+  if (usesTeacher(config.recipe)) {
+    if (!config.teacher) throw new Error(`the ${config.recipe} recipe needs a teacher checkpoint (--teacher)`);
+    teacher = await loadTeacher(config.teacher, config.teacherArch, config);
+  }
+  if (config.init && !options.resume) loadInit(student, await loadCheckpoint(config.init), config.init);
+  const trainer = new Trainer({
+    model: student,
+    teacher,
+    recipe: nativeRecipe(config.recipe),
+    optimizer: optimizerOptions(config),
+    temperature: config.temperature,
+    distillTemperature: config.distillTemperature,
+    momentum: config.momentum,
+    keyGroups: config.keyGroups,
+    seed: config.seed,
+  });
+  let start: Position = { epoch: 0, batch: 0 };
+  if (options.resume) {
+    if (!fs.existsSync(checkpointFile)) throw new Error(`--resume: no checkpoint at ${checkpointFile}`);
+    start = await restoreRun(checkpointFile, student, trainer, config);
+  }
+  fs.writeFileSync(path.join(options.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  const schedule: Schedule = parseSchedule(config.schedule, config.epochs);
+  const result = await fit({
+    trainer,
+    data: options.data,
+    epochs: config.epochs,
+    schedule,
+    baseLr: config.lr,
+    start,
+    onStepEnd: options.onStepEnd,
+    onEpochEnd: options.onEpochEnd,
+    signal: options.signal,
+    checkpoint: (position) => saveRunCheckpoint(checkpointFile, student, trainer, position, config),
+  });
+  return { student, checkpoint: checkpointFile, fit: result, start };
+}
+
+export function validateConfig(config: PretrainConfig): void {
+  const positiveInt = (name: keyof PretrainConfig) => {
+    const v = config[name] as number;
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be an integer >= 1, got ${v}`);
+  };
+  for (const name of ['epochs', 'batchSize', 'dim', 'queueSize', 'keyGroups', 'inChannels'] as const) positiveInt(name);
+  if (!PRETRAIN_RECIPES.includes(config.recipe)) throw new Error(`unknown recipe '${config.recipe}' (expected ${PRETRAIN_RECIPES.join(', ')})`);
+  if (config.step !== 1 && config.step !== 2) throw new Error(`step must be 1 or 2, got ${config.step}`);
+  if (config.step === 1 && config.arch !== 'reactnet-a') throw new Error('two-step binarization applies to reactnet-a only');
+  if (usesMoco(config.recipe) && config.queueSize % config.batchSize !== 0) {
+    throw new Error(`the queue size (${config.queueSize}) must be a multiple of the batch size (${config.batchSize})`);
+  }
+  for (const name of ['lr', 'temperature', 'distillTemperature', 'width'] as const) {
+    if (!(config[name] > 0)) throw new Error(`${name} must be > 0, got ${config[name]}`);
+  }
+  if (!(config.weightDecay >= 0)) throw new Error(`weightDecay must be >= 0, got ${config.weightDecay}`);
+  if (!(config.momentum >= 0 && config.momentum <= 1)) throw new Error(`momentum must be in [0, 1], got ${config.momentum}`);
+}

@@ -1,0 +1,187 @@
+#include "trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "../nn/moco.h"
+#include "../ops/ops.h"
+
+namespace s2bnn::train {
+namespace {
+
+uint64_t mix(uint64_t x) {
+  // splitmix64: decorrelates the per-step seeds derived from (seed, step).
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+std::string describe(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+}  // namespace
+
+Recipe parse_recipe(const std::string& name) {
+  if (name == "supervised") return Recipe::Supervised;
+  if (name == "contrastive") return Recipe::Contrastive;
+  if (name == "contrastive+distill") return Recipe::ContrastiveDistill;
+  if (name == "distill") return Recipe::Distill;
+  TORCH_CHECK(false, "unknown recipe '", name, "' (expected supervised, contrastive, contrastive+distill or distill)");
+}
+
+const char* recipe_name(Recipe recipe) {
+  switch (recipe) {
+    case Recipe::Supervised: return "supervised";
+    case Recipe::Contrastive: return "contrastive";
+    case Recipe::ContrastiveDistill: return "contrastive+distill";
+    case Recipe::Distill: return "distill";
+  }
+  return "?";
+}
+
+std::pair<int64_t, int64_t> topk_correct(const at::Tensor& scores, const at::Tensor& target) {
+  at::NoGradGuard no_grad;
+  TORCH_CHECK(scores.dim() == 2, "scores must be [N, C], got ", scores.sizes());
+  TORCH_CHECK(target.dim() == 1 && target.size(0) == scores.size(0), "targets must be [", scores.size(0), "], got ",
+              target.sizes());
+  const at::Tensor target_score = scores.gather(1, target.to(scores.device(), at::kLong).unsqueeze(1));
+  const at::Tensor rank = scores.gt(target_score).sum(1);
+  return {rank.eq(0).sum().item<int64_t>(), rank.lt(5).sum().item<int64_t>()};
+}
+
+Trainer::Trainer(nn::ModelPtr model, nn::ModelPtr teacher, TrainerOptions options, OptimizerOptions optimizer)
+    : model_(std::move(model)), teacher_(std::move(teacher)), options_(options) {
+  TORCH_CHECK(model_, "trainer: no model");
+  auto* moco = dynamic_cast<nn::MoCo*>(model_.get());
+  const bool contrastive = options_.recipe == Recipe::Contrastive || options_.recipe == Recipe::ContrastiveDistill;
+  const bool distill = options_.recipe == Recipe::Distill || options_.recipe == Recipe::ContrastiveDistill;
+  TORCH_CHECK(!contrastive || moco, "trainer: the ", recipe_name(options_.recipe),
+              " recipe needs a MoCo model (encoder_q, encoder_k, queue), got ", model_->arch());
+  TORCH_CHECK(!distill || teacher_, "trainer: the ", recipe_name(options_.recipe), " recipe needs a teacher");
+  TORCH_CHECK(options_.temperature > 0 && options_.distill_temperature > 0, "trainer: temperatures must be > 0");
+  TORCH_CHECK(options_.momentum >= 0 && options_.momentum <= 1, "trainer: the key encoder momentum must be in [0, 1]");
+  TORCH_CHECK(options_.key_groups >= 1, "trainer: keyGroups must be >= 1");
+  student_ = moco && options_.recipe != Recipe::Supervised ? moco->encoder_q.get() : model_.get();
+
+  if (teacher_) {
+    teacher_->eval();
+    for (auto& p : teacher_->parameters()) p.set_requires_grad(false);
+  }
+  // The trainable parameters in model order: the indices torch.optim gives them when the
+  // reference builds its optimizer from model.parameters() (MoCo: encoder_q comes first, and
+  // encoder_k never has gradients) or from the unfrozen ones (linear evaluation).
+  std::vector<at::Tensor> params;
+  const std::string prefix = student_ == model_.get() ? "" : "encoder_q.";
+  for (const auto& p : student_->named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    params.push_back(p.value());
+    parameter_names_.push_back(prefix + p.key());
+  }
+  optimizer_ = std::make_unique<Optimizer>(std::move(params), optimizer);
+}
+
+at::Tensor Trainer::encode_keys(const at::Tensor& keys) {
+  auto& moco = dynamic_cast<nn::MoCo&>(*model_);
+  const int64_t batch = keys.size(0);
+  // BatchNorm in training mode needs at least two samples per group.
+  const int64_t groups = std::max<int64_t>(1, std::min(options_.key_groups, batch / 2));
+  if (groups == 1) return moco.encoder_k->forward(keys);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(mix(options_.seed ^ mix(static_cast<uint64_t>(steps_))));
+  const at::Tensor order = at::randperm(batch, generator, at::TensorOptions().dtype(at::kLong)).to(keys.device());
+  std::vector<at::Tensor> encoded;
+  for (const at::Tensor& chunk : keys.index_select(0, order).tensor_split(groups)) {
+    encoded.push_back(moco.encoder_k->forward(chunk));
+  }
+  const at::Tensor shuffled = at::cat(encoded);
+  return at::empty_like(shuffled).index_copy_(0, order, shuffled);
+}
+
+StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor& labels) {
+  const Recipe recipe = options_.recipe;
+  const bool contrastive = recipe == Recipe::Contrastive || recipe == Recipe::ContrastiveDistill;
+  const bool distill = recipe == Recipe::Distill || recipe == Recipe::ContrastiveDistill;
+  TORCH_CHECK(views.size() == (contrastive ? 2u : 1u), "step: the ", recipe_name(recipe), " recipe takes ",
+              contrastive ? "two views (query and key)" : "one view", " per step, got ", views.size());
+  TORCH_CHECK(views[0].dim() == 4, "step: views must be [N, C, H, W], got ", views[0].sizes());
+  const int64_t batch = views[0].size(0);
+  TORCH_CHECK(batch > 0, "step: empty batch");
+  for (const auto& v : views) {
+    TORCH_CHECK(v.sizes() == views[0].sizes(), "step: both views must have the same shape, got ", views[0].sizes(),
+                " and ", v.sizes());
+  }
+  TORCH_CHECK(recipe != Recipe::Supervised || (labels.defined() && labels.dim() == 1 && labels.size(0) == batch),
+              "step: the supervised recipe needs labels [", batch, "]");
+
+  at::AutoGradMode grad_mode(true);
+  const at::Device device = optimizer_->params().front().device();
+  std::vector<at::Tensor> inputs;
+  for (const auto& v : views) inputs.push_back(v.to(device, at::kFloat, /*non_blocking=*/true));
+
+  StepResult result;
+  result.batch = batch;
+  at::Tensor loss;
+  at::Tensor keys;
+  if (recipe == Recipe::Supervised) {
+    const at::Tensor target = labels.to(device, at::kLong, /*non_blocking=*/true);
+    const at::Tensor logits = student_->forward(inputs[0]);
+    TORCH_CHECK(logits.dim() == 2, "step: the supervised recipe needs a model with a linear head");
+    loss = at::cross_entropy_loss(logits, target);
+    const auto [top1, top5] = topk_correct(logits.detach(), target);
+    result.acc1 = static_cast<double>(top1) / batch;
+    result.acc5 = static_cast<double>(top5) / batch;
+  } else {
+    model_->train(true);
+    if (teacher_) teacher_->eval();
+    const at::Tensor query = student_->forward(inputs[0]);
+    if (contrastive) {
+      auto& moco = dynamic_cast<nn::MoCo&>(*model_);
+      {
+        at::NoGradGuard no_grad;
+        moco.momentum_update(options_.momentum);
+        keys = encode_keys(inputs[1]);
+      }
+      const std::vector<at::Tensor> nce = ops::info_nce(query, keys, moco.queue, options_.temperature);
+      result.contrastive = nce[0].item<double>();
+      loss = nce[0] * options_.contrastive_weight;
+      const at::Tensor positive = at::zeros({batch}, at::TensorOptions().dtype(at::kLong).device(device));
+      const auto [top1, top5] = topk_correct(nce[1], positive);
+      result.acc1 = static_cast<double>(top1) / batch;
+      result.acc5 = static_cast<double>(top5) / batch;
+    }
+    if (distill) {
+      at::Tensor target;
+      {
+        at::NoGradGuard no_grad;
+        target = teacher_->forward(inputs[0]);
+      }
+      TORCH_CHECK(target.sizes() == query.sizes(), "step: the teacher's output ", target.sizes(),
+                  " does not match the student's ", query.sizes(), " (both need an MLP head of the same dim)");
+      const at::Tensor part = ops::distribution_loss(query, target, options_.distill_temperature);
+      result.distill = part.item<double>();
+      loss = loss.defined() ? loss + part * options_.distill_weight : part * options_.distill_weight;
+    }
+  }
+  result.loss = loss.item<double>();
+  if (!std::isfinite(result.loss)) {
+    std::string parts;
+    if (contrastive) parts += "; contrastive " + describe(result.contrastive);
+    if (distill) parts += std::string(contrastive ? "," : ";") + " distill " + describe(result.distill);
+    throw NonFiniteLoss("non-finite loss " + describe(result.loss) + " at step " + std::to_string(steps_ + 1) + " (" +
+                        recipe_name(recipe) + parts + "); the trained weights are those of the step before");
+  }
+  optimizer_->zero_grad();
+  loss.backward();
+  optimizer_->step();
+  if (contrastive) dynamic_cast<nn::MoCo&>(*model_).enqueue(keys);
+  ++steps_;
+  return result;
+}
+
+}  // namespace s2bnn::train

@@ -1,0 +1,91 @@
+// One training step of each S2-BNN recipe as a single native call (PAPER.md "Losses" and
+// "Recipe"): forwards, loss, backward, optimizer update and the MoCo momentum/queue updates. The
+// TypeScript loop owns epochs, schedules and checkpoints; it calls step() from a worker thread.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../nn/model.h"
+#include "optimizer.h"
+
+namespace s2bnn::train {
+
+enum class Recipe {
+  Supervised,          // cross-entropy on labels (linear evaluation, fine-tuning)
+  Contrastive,         // MoCo v2 InfoNCE
+  ContrastiveDistill,  // InfoNCE + distribution loss, weighted
+  Distill,             // distribution loss to a frozen teacher only (S2-BNN)
+};
+
+Recipe parse_recipe(const std::string& name);
+const char* recipe_name(Recipe recipe);
+
+struct TrainerOptions {
+  Recipe recipe = Recipe::Distill;
+  double temperature = 0.2;          // InfoNCE
+  double distill_temperature = 0.2;  // distribution loss
+  double momentum = 0.999;           // key encoder EMA
+  double contrastive_weight = 1, distill_weight = 1;
+  // Single-device stand-in for shuffle BN: the key batch is permuted and encoded in this many
+  // sub-batches, each normalized by its own BatchNorm statistics (see docs/training.md).
+  int64_t key_groups = 8;
+  uint64_t seed = 0;
+};
+
+struct StepResult {
+  double loss = 0;
+  double contrastive = NAN, distill = NAN;  // the parts, where the recipe has them
+  double acc1 = NAN, acc5 = NAN;            // InfoNCE positive or label rank, in [0, 1]
+  int64_t batch = 0;
+};
+
+// A loss that is NaN or infinite: the step stops before the backward, so the weights stay those
+// of the last good step.
+class NonFiniteLoss : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Trainer {
+ public:
+  // `model` is an nn::MoCo for the contrastive recipes; for `Distill` it may be a MoCo (its
+  // encoder_q is trained) or a plain encoder with an MLP head. `teacher` is required by the
+  // distillation recipes and is frozen and kept in eval mode here.
+  Trainer(nn::ModelPtr model, nn::ModelPtr teacher, TrainerOptions options, OptimizerOptions optimizer);
+
+  // `views`: one batch (Supervised, Distill) or the query and key batches (contrastive);
+  // `labels` for Supervised. Leaves the model in training mode except for Supervised, which uses
+  // the mode the caller set (linear evaluation trains a head over a backbone in eval mode).
+  StepResult step(const std::vector<at::Tensor>& views, const at::Tensor& labels);
+
+  Optimizer& optimizer() { return *optimizer_; }
+  const TrainerOptions& options() const { return options_; }
+  // Steps taken; seeds each step's key permutation, so a resumed run repeats it exactly.
+  int64_t steps() const { return steps_; }
+  void set_steps(int64_t steps) { steps_ = steps; }
+  // Names of the optimizer's parameters, in its (PyTorch) order: the trainable ones, model order.
+  const std::vector<std::string>& parameter_names() const { return parameter_names_; }
+
+ private:
+  at::Tensor encode_keys(const at::Tensor& keys);
+
+  nn::ModelPtr model_, teacher_;
+  nn::Model* student_;  // the encoder the gradients train
+  TrainerOptions options_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::vector<std::string> parameter_names_;
+  int64_t steps_ = 0;
+};
+
+// Rows whose target scores first / within the first five, counted: a row's rank is the number of
+// entries strictly above its target's (ties count in the target's favour). `target` is a class
+// index per row; scores [N, C].
+std::pair<int64_t, int64_t> topk_correct(const at::Tensor& scores, const at::Tensor& target);
+
+}  // namespace s2bnn::train
