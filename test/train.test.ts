@@ -241,3 +241,137 @@ const parityCases: [string, ParityCase][] = [
     expect(failures).toEqual([]);
   });
 });
+
+describe('training loop', () => {
+  test('schedules follow PAPER.md', () => {
+    expect(learningRate({ kind: 'linear' }, 3e-4, 0, 200)).toBeCloseTo(3e-4);
+    expect(learningRate({ kind: 'linear' }, 3e-4, 100, 200)).toBeCloseTo(1.5e-4);
+    expect(learningRate({ kind: 'cosine' }, 0.03, 100, 200)).toBeCloseTo(0.015);
+    expect(learningRate({ kind: 'step', milestones: [60, 80] }, 0.1, 59, 100)).toBeCloseTo(0.1);
+    expect(learningRate({ kind: 'step', milestones: [60, 80] }, 0.1, 60, 100)).toBeCloseTo(0.01);
+    expect(learningRate({ kind: 'step', milestones: [60, 80] }, 0.1, 85, 100)).toBeCloseTo(0.001);
+  });
+
+  const config = () =>
+    defaultConfig('contrastive+distill', {
+      arch: 'reactnet-a', width: 0.25, stem: 'small', inChannels: 1, dim: 32, queueSize: 64, batchSize: 8, epochs: 2,
+      teacherArch: 'resnet18', keyGroups: 2, seed: 3,
+    });
+
+  async function teacherFile(): Promise<string> {
+    const file = path.join(tmp, 'teacher.pth');
+    if (!fs.existsSync(file)) {
+      manualSeed(21);
+      const teacher = moco({ arch: 'resnet18', inChannels: 1, stem: 'small' }, { dim: 32, queueSize: 64 });
+      // The reference's multi-GPU layout, as the public teacher is saved.
+      await Checkpoint.fromObject({ epoch: 800, state_dict: teacher.stateDict() }).transform({ addPrefix: 'module.' }).save(file);
+    }
+    return file;
+  }
+
+  async function run(out: string, options: { resume?: boolean; stopAfter?: { epoch: number; batch: number } } = {}) {
+    const losses: number[] = [];
+    const controller = new AbortController();
+    const data = new RandomBatches({ batches: 3, batch: 8, views: 2, size: 16, classes: 4, seed: 5 });
+    const teacher = await teacherFile();
+    manualSeed(99);
+    const result = await pretrain({
+      config: { ...config(), teacher },
+      data,
+      out,
+      resume: options.resume,
+      signal: controller.signal,
+      onStepEnd: (info) => {
+        losses.push(info.result.loss);
+        if (options.stopAfter && info.epoch === options.stopAfter.epoch && info.batch === options.stopAfter.batch) controller.abort();
+      },
+    });
+    return { losses, result };
+  }
+
+  test('a run stopped mid-epoch or between epochs resumes on the same trajectory', async () => {
+    const straight = await run(path.join(tmp, 'straight'));
+    expect(straight.losses).toHaveLength(6);
+    expect(straight.result.fit.completed).toBe(true);
+
+    for (const stopAfter of [{ epoch: 0, batch: 1 }, { epoch: 0, batch: 2 }]) {
+      const out = path.join(tmp, `stopped-${stopAfter.batch}`);
+      const first = await run(out, { stopAfter });
+      expect(first.result.fit.completed).toBe(false);
+      const resumed = await run(out, { resume: true });
+      expect(resumed.result.start).toEqual(stopAfter.batch === 2 ? { epoch: 1, batch: 0 } : { epoch: 0, batch: 2 });
+      expect([...first.losses, ...resumed.losses]).toEqual(straight.losses);
+    }
+    const saved = (await Checkpoint.load(path.join(tmp, 'straight', 'checkpoint.pth'))).toObject() as Map<string, unknown>;
+    expect(saved.get('epoch')).toBe(2);
+    expect(saved.get('arch')).toBe('reactnet-a');
+    expect([...(saved.get('state_dict') as Map<string, Tensor>).keys()]).toContain('encoder_q.fc.2.weight');
+  });
+
+  test('resume refuses a checkpoint of another configuration, and a missing one', async () => {
+    const out = path.join(tmp, 'straight');
+    await expect(
+      pretrain({ config: { ...config(), teacher: await teacherFile(), width: 0.5 }, data: new RandomBatches({ batches: 1, batch: 8, views: 2, size: 16, classes: 4 }), out, resume: true }),
+    ).rejects.toThrow(/written with width = 0.25, this run has 0.5/);
+    await expect(
+      pretrain({ config: { ...config(), teacher: await teacherFile() }, data: new RandomBatches({ batches: 1, batch: 8, views: 2, size: 16, classes: 4 }), out: path.join(tmp, 'none'), resume: true }),
+    ).rejects.toThrow(/no checkpoint at/);
+  });
+
+  test('a NaN loss names the epoch and batch and leaves the last checkpoint', async () => {
+    const student = reactnetA({ ...studentSpec, head: 'mlp', mlpDim: 32 });
+    const teacher = resnet('resnet18', teacherSpec);
+    const trainer = new Trainer({ model: student, teacher, recipe: 'distill', optimizer: { kind: 'adam', lr: 1e-3 } });
+    const good = new RandomBatches({ batches: 2, batch: 4, views: 1, size: 16, classes: 4 });
+    const poisoned: BatchSource = {
+      batchesPerEpoch: 2,
+      async *epoch(epoch) {
+        yield good.make(epoch, 0);
+        const b = good.make(epoch, 1);
+        yield { ...b, views: [b.views[0].mul(NaN)] };
+      },
+    };
+    const saved: number[] = [];
+    await expect(
+      fit({ trainer, data: poisoned, epochs: 2, schedule: { kind: 'constant' }, checkpoint: async (p) => void saved.push(p.epoch) }),
+    ).rejects.toThrow(/training stopped at epoch 1\/2, batch 2\/2: non-finite loss nan at step 2/);
+    expect(saved).toEqual([]);
+  });
+
+  test('linear evaluation trains only the head of a frozen backbone in eval mode; kNN and evaluate agree on an easy problem', async () => {
+    manualSeed(8);
+    // Two classes that differ in mean brightness: any backbone separates them.
+    const make = (count: number, seed: number): BatchSource => ({
+      batchesPerEpoch: 1,
+      async *epoch() {
+        manualSeed(seed);
+        const labels = new BigInt64Array(count).map((_, i) => BigInt(i % 2));
+        const shift = tensor(Float32Array.from(labels, (l) => (l ? 2 : -2)), { shape: [count, 1, 1, 1] });
+        const views = [randn([count, 1, 16, 16]).mul(0.5).add(shift)];
+        yield { views, labels: tensor(labels), dispose: () => views[0].dispose() };
+      },
+    });
+    const pretrained = moco(studentSpec, { dim: 32, queueSize: 64 });
+    const file = path.join(tmp, 'pretrained.pth');
+    await saveCheckpoint(file, { epoch: 1, state_dict: pretrained.stateDict() });
+    const classifier = reactnetA({ ...studentSpec, numClasses: 2 });
+    loadBackbone(classifier, await Checkpoint.load(file));
+    const backboneBefore = classifier.stateDict().get('feature.3.bn1.running_mean')!.clone();
+    const weightBefore = classifier.stateDict().get('feature.3.binary_3x3.weight')!.clone();
+    const result = await linearEvaluation({ model: classifier, train: make(32, 1), test: make(32, 2), epochs: 30, lr: 0.1 });
+    expect(result.top1).toBeGreaterThanOrEqual(90);
+    expect(result.top5).toBe(100);
+    expect(tensorError(classifier.stateDict().get('feature.3.bn1.running_mean')!, backboneBefore)).toBe(0);
+    expect(tensorError(classifier.stateDict().get('feature.3.binary_3x3.weight')!, weightBefore)).toBe(0);
+    const again = await evaluate(classifier, make(32, 2), { keepLogits: true });
+    expect(again.top1).toBeCloseTo(result.top1);
+    expect(again.logits!.shape).toEqual([32, 2]);
+
+    const bank = { features: tensor(new Float32Array([1, 0, 0, 1, 0.8, 0.6]), { shape: [3, 2] }), labels: tensor(new BigInt64Array([0n, 1n, 1n])) };
+    const queries = { features: tensor(new Float32Array([0.9, 0.1, 0, 1]), { shape: [2, 2] }), labels: tensor(new BigInt64Array([0n, 1n])) };
+    expect(await knnAccuracy(bank, queries, { k: 1, classes: 2 })).toEqual({ top1: 100, top5: 100, count: 2 });
+    // k = 3: the query [0.9, 0.1] is nearer two class-1 samples in sum at a high temperature.
+    expect((await knnAccuracy(bank, queries, { k: 3, classes: 2, temperature: 100 })).top1).toBe(50);
+    await expect(knnAccuracy(bank, queries, { k: 0, classes: 2 })).rejects.toThrow(/k must be >= 1/);
+  });
+});
