@@ -4,15 +4,18 @@ import * as os from 'os';
 
 import { benchModel, formatModelTable, ModelFigure } from './bench/model';
 import { benchOps, findPythonWithTorch, formatTable, Figure } from './bench/ops';
+import { benchStep, formatStepTable, StepBenchRecipe, StepFigure } from './bench/step';
 import { Checkpoint, CheckpointFormat, formatForPath } from './checkpoint';
 import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native';
 import { getNumThreads, setNumThreads } from './tensor';
-
-class UsageError extends Error {}
+import { Flags, UsageError, parseFlags, positiveInteger } from './cli/flags';
+import { REPRODUCE_USAGE, TRAIN_USAGE, evalCommand, knnCommand, linclsCommand, pretrainCommand, reproduceCommand } from './cli/train';
 
 const USAGE = `Usage: s2bnn <command> [options]
 
 Commands:
+${TRAIN_USAGE}
+${REPRODUCE_USAGE}
   info [--json]                 the libtorch s2bnn was built against, threads, CUDA devices
   inspect CKPT [--json]         a checkpoint's format, top-level fields and tensors (zip, legacy
                                 torch.save files and .safetensors)
@@ -33,52 +36,16 @@ Commands:
                                 model (batch 32 at 64 px and batch 8 at 224 px by default)
       --batch N --size N        one case instead of the defaults
       --threads N, --min-time MS, --no-python, --json   as for bench-ops
+  bench-step [options]          a whole pre-training step (ReActNet-A student, Adam) with the native
+                                Trainer vs the straightforward PyTorch step: images/s, peak memory
+      --recipe distill|contrastive|contrastive+distill   (default distill)
+      --batch-size N --size N   one case (default: 8 x 224 and 32 x 64)
+      --teacher-arch resnet18|resnet34|resnet50          (default resnet50)
+      --steps N                 timed steps after one warm-up (default 5)
+      --device cpu|cuda, --threads N, --no-python, --json
 
 Environment: S2BNN_NUM_THREADS (threads), LIBTORCH (libtorch folder for builds),
 S2BNN_PYTHON (python3 with torch for baselines).`;
-
-interface Flags {
-  [name: string]: string | boolean | string[];
-  _: string[];
-}
-
-// `positional` names the arguments the command takes before or between its options.
-function parseFlags(args: string[], spec: Record<string, 'boolean' | 'number' | 'string'>, positional: string[] = []): Flags {
-  const flags: Flags = { _: [] };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (!arg.startsWith('--')) {
-      if (flags._.length >= positional.length) throw new UsageError(`unexpected argument '${arg}'`);
-      flags._.push(arg);
-      continue;
-    }
-    const [name, inline] = arg.slice(2).split('=', 2);
-    const kind = spec[name];
-    if (!kind) throw new UsageError(`unknown option '--${name}'`);
-    if (kind === 'boolean') {
-      if (inline !== undefined) throw new UsageError(`option '--${name}' takes no value`);
-      flags[name] = true;
-      continue;
-    }
-    const value = inline ?? args[++i];
-    if (value === undefined || value.startsWith('--')) throw new UsageError(`option '--${name}' needs a value`);
-    if (kind === 'number' && (!Number.isFinite(Number(value)) || Number(value) <= 0)) {
-      throw new UsageError(`option '--${name}' must be a positive number, got '${value}'`);
-    }
-    flags[name] = value;
-  }
-  if (flags._.length < positional.length) {
-    throw new UsageError(`missing ${positional.slice(flags._.length).join(' and ')}`);
-  }
-  return flags;
-}
-
-function positiveInteger(flags: Flags, name: string): number | undefined {
-  if (flags[name] === undefined) return undefined;
-  const value = Number(flags[name]);
-  if (!Number.isInteger(value)) throw new UsageError(`option '--${name}' must be an integer, got '${flags[name]}'`);
-  return value;
-}
 
 function info(args: string[]): void {
   const flags = parseFlags(args, { json: 'boolean' });
@@ -203,7 +170,53 @@ function benchModelCommand(args: string[]): void {
   if (!json) process.stdout.write(`${formatModelTable(figures)}\n`);
 }
 
+async function benchStepCommand(args: string[]): Promise<void> {
+  const flags = parseFlags(args, {
+    recipe: 'string', 'batch-size': 'number', size: 'number', 'teacher-arch': 'string', steps: 'number', device: 'string',
+    threads: 'number', 'no-python': 'boolean', json: 'boolean',
+  });
+  const threads = positiveInteger(flags, 'threads');
+  if (threads !== undefined) setNumThreads(threads);
+  const recipe = (flags.recipe as string | undefined) ?? 'distill';
+  if (!['distill', 'contrastive', 'contrastive+distill'].includes(recipe)) {
+    throw new UsageError(`--recipe must be distill, contrastive or contrastive+distill, got '${recipe}'`);
+  }
+  const teacherArch = (flags['teacher-arch'] as string | undefined) ?? 'resnet50';
+  if (!['resnet18', 'resnet34', 'resnet50'].includes(teacherArch)) throw new UsageError(`--teacher-arch must be resnet18, resnet34 or resnet50, got '${teacherArch}'`);
+  const device = parseDevice(flags);
+  const batch = positiveInteger(flags, 'batch-size');
+  const size = positiveInteger(flags, 'size');
+  const shapes = batch !== undefined || size !== undefined ? [[batch ?? 8, size ?? 224]] : [[8, 224], [32, 64]];
+  const python = flags['no-python'] ? null : findPythonWithTorch();
+  const json = flags.json === true;
+  const figures = await benchStep({
+    cases: shapes.map(([b, s]) => ({ recipe: recipe as StepBenchRecipe, batch: b, size: s, teacherArch: teacherArch as 'resnet50', device })),
+    steps: positiveInteger(flags, 'steps'),
+    python,
+    onFigure: (f: StepFigure) => {
+      if (json) process.stdout.write(`${JSON.stringify(f)}\n`);
+      else process.stderr.write(`  ${f.recipe} ${f.batch}x${f.size} ${f.impl}: ${f.imagesPerSecond.toFixed(1)} img/s\n`);
+    },
+  });
+  if (!json) process.stdout.write(`${formatStepTable(figures)}\n`);
+}
+
+function parseDevice(flags: Flags): 'cpu' | 'cuda' {
+  const device = (flags.device as string | undefined) ?? 'cpu';
+  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got '${device}'`);
+  if (device === 'cuda' && native().cudaDeviceCount() === 0) {
+    throw new UsageError(native().build.cuda ? '--device cuda: no CUDA device is visible' : '--device cuda: this s2bnn build has no CUDA (it was built against a CPU libtorch)');
+  }
+  return device;
+}
+
 const COMMANDS: Record<string, (args: string[]) => void | Promise<void>> = {
+  pretrain: pretrainCommand,
+  lincls: linclsCommand,
+  knn: knnCommand,
+  eval: evalCommand,
+  reproduce: reproduceCommand,
+  'bench-step': benchStepCommand,
   'bench-model': benchModelCommand,
   info,
   inspect,

@@ -38,4 +38,4 @@ export type { MemoryStats } from './memory';
 export { Checkpoint, OrderedDict, loadCheckpoint, saveCheckpoint, formatForPath } from './checkpoint';
 export type { PyValue, PyKey, CheckpointFormat, CheckpointSummary, TensorInfo, KeyTransform, SaveResult } from './checkpoint';
 export { Model, MoCoModel, reactnetA, resnet, moco } from './models';
-export type { ReActNetOptions, HeadOptions, MoCoOptions, ResNetArch, Complexity, LoadResult, StateDictLike, Head, Stem } from './models';
+export type { ReActNetOptions, ResNetOptions, HeadOptions, MoCoOptions, ResNetArch, Complexity, LoadResult, StateDictLike, Head, Stem } from './models';

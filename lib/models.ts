@@ -29,6 +29,11 @@ export interface ReActNetOptions extends HeadOptions {
 
 export type ResNetArch = 'resnet18' | 'resnet34' | 'resnet50';
 
+export interface ResNetOptions extends HeadOptions {
+  /** Multiplies every stage width (default 1, torchvision's network): slim teachers for small data. */
+  width?: number;
+}
+
 export interface MoCoOptions {
   /** Projection dimension of the MLP head (default 128). */
   dim?: number;
@@ -197,13 +202,13 @@ export function reactnetA(options: ReActNetOptions = {}): Model {
 }
 
 /** torchvision's ResNet-18/34/50 (v1.5), as the real-valued teachers. */
-export function resnet(arch: ResNetArch, options: HeadOptions = {}): Model {
+export function resnet(arch: ResNetArch, options: ResNetOptions = {}): Model {
   return Model.fromSpec({ ...options, arch });
 }
 
 /** A MoCo wrapper around two encoders built from `encoder` (given an MLP head of `dim`). */
 export function moco(
-  encoder: ({ arch: 'reactnet-a' } & ReActNetOptions) | ({ arch: ResNetArch } & HeadOptions),
+  encoder: ({ arch: 'reactnet-a' } & ReActNetOptions) | ({ arch: ResNetArch } & ResNetOptions),
   options: MoCoOptions = {},
 ): MoCoModel {
   const dim = options.dim ?? 128;

@@ -4,7 +4,7 @@ import { Checkpoint, KeyTransform } from '../checkpoint';
 import { Model } from '../models';
 import { TensorHandle, native } from '../native';
 import { Tensor, cat, randn, zeros } from '../tensor';
-import { BatchSource, Callback, EpochInfo, FitResult, fit } from './loop';
+import { BatchSource, Callback, EpochInfo, FitResult, StepInfo, fit } from './loop';
 import { Schedule } from './schedule';
 import { Trainer } from './trainer';
 
@@ -16,7 +16,7 @@ interface EvalBindings {
     count: number;
     logits?: TensorHandle;
   }>;
-  extractFeatures(model: unknown, images: TensorHandle, normalize: boolean): Promise<TensorHandle>;
+  extractFeatures(model: unknown, images: TensorHandle, normalize: boolean, head: boolean): Promise<TensorHandle>;
   knnScores(trainFeatures: TensorHandle, trainLabels: TensorHandle, testFeatures: TensorHandle,
     options: { k: number; temperature: number; classes: number }): Promise<TensorHandle>;
   topkCorrect(scores: TensorHandle, target: TensorHandle): { correct1: number; correct5: number };
@@ -77,22 +77,30 @@ export async function evaluate(model: Model, data: BatchSource, options: { keepL
   return result;
 }
 
-/** Pooled backbone features [N, D] (L2-normalized unless told) and labels [N], in the source's order. */
+/**
+ * Pooled backbone features [N, D] (L2-normalized unless told) and labels [N], in the source's
+ * order; with `head`, the network's outputs instead (embeddings of an MLP head).
+ */
 export async function extractFeatures(
   model: Model,
   data: BatchSource,
-  options: { normalize?: boolean } = {},
+  options: { normalize?: boolean; head?: boolean; maxImages?: number } = {},
 ): Promise<{ features: Tensor; labels: Tensor }> {
   model.eval();
   const features: Tensor[] = [];
   const labels: Tensor[] = [];
+  let images = 0;
   for await (const batch of data.epoch(0)) {
     try {
-      features.push(new Tensor(await bindings().extractFeatures(model.nativeHandle, batch.views[0].handle, options.normalize ?? true)));
+      features.push(
+        new Tensor(await bindings().extractFeatures(model.nativeHandle, batch.views[0].handle, options.normalize ?? true, options.head ?? false)),
+      );
       labels.push(batch.labels.clone());
+      images += batch.labels.shape[0];
     } finally {
       batch.dispose();
     }
+    if (options.maxImages !== undefined && images >= options.maxImages) break;
   }
   if (features.length === 0) throw new Error('extractFeatures: the data source gave no images');
   const out = { features: cat(features), labels: cat(labels) };
@@ -191,6 +199,7 @@ export interface LinearEvalOptions {
   /** Default: x0.1 at 60% and 80% of the epochs. */
   schedule?: Schedule;
   onEpochEnd?: Callback<EpochInfo>;
+  onStepEnd?: Callback<StepInfo>;
   /** Evaluate on `test` after every this many epochs (default: only at the end). */
   evalEvery?: number;
   onEvaluation?: (epoch: number, result: Accuracy) => void;
@@ -217,6 +226,7 @@ export async function linearEvaluation(options: LinearEvalOptions): Promise<Line
     data: options.train,
     epochs,
     schedule,
+    onStepEnd: options.onStepEnd,
     onEpochEnd: async (info) => {
       model.eval();
       if (options.evalEvery && (info.epoch + 1) % options.evalEvery === 0 && info.epoch + 1 < epochs) {

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { Checkpoint, OrderedDict, PyValue, loadCheckpoint, saveCheckpoint } from '../checkpoint';
-import { Model, ReActNetOptions, ResNetArch, moco, reactnetA, resnet } from '../models';
+import { Model, ReActNetOptions, ResNetArch, ResNetOptions, moco, reactnetA, resnet } from '../models';
 import { Tensor } from '../tensor';
 import { BatchSource, Callback, EpochInfo, FitResult, Position, StepInfo, fit } from './loop';
 import { Schedule, ScheduleName, parseSchedule } from './schedule';
@@ -26,7 +26,7 @@ export interface PretrainConfig {
   arch: Arch;
   /** ReActNet-A two-step binarization: 1 = activations only, 2 = weights too (default 2). */
   step: 1 | 2;
-  /** ReActNet-A stage width multiplier (default 1). */
+  /** Stage width multiplier of ReActNet-A or the ResNet (default 1). */
   width: number;
   stem: 'imagenet' | 'small';
   inChannels: number;
@@ -95,7 +95,7 @@ export function nativeRecipe(recipe: PretrainRecipe): Recipe {
 export const usesTeacher = (recipe: PretrainRecipe): boolean => recipe === 'distill' || recipe === 'contrastive+distill';
 export const usesMoco = (recipe: PretrainRecipe): boolean => recipe !== 'distill';
 
-function encoderSpec(config: PretrainConfig): { arch: 'reactnet-a' } & ReActNetOptions | { arch: ResNetArch; inChannels: number; stem: 'imagenet' | 'small' } {
+function encoderSpec(config: PretrainConfig): ({ arch: 'reactnet-a' } & ReActNetOptions) | ({ arch: ResNetArch } & ResNetOptions) {
   if (config.arch === 'reactnet-a') {
     return {
       arch: 'reactnet-a',
@@ -105,7 +105,7 @@ function encoderSpec(config: PretrainConfig): { arch: 'reactnet-a' } & ReActNetO
       stem: config.stem,
     };
   }
-  return { arch: config.arch, inChannels: config.inChannels, stem: config.stem };
+  return { arch: config.arch, inChannels: config.inChannels, stem: config.stem, width: config.width };
 }
 
 /** The network a recipe trains: a MoCo wrapper, or (distill) the encoder with its MLP head. */
@@ -122,7 +122,10 @@ export async function loadTeacher(file: string, arch: ResNetArch, options: { dim
   const keys = [...checkpoint.stateDict().keys()];
   const prefix = ['module.encoder_q.', 'encoder_q.', 'module.'].find((p) => keys.some((k) => k.startsWith(p)));
   const encoder = prefix ? checkpoint.transform({ selectPrefix: prefix }) : checkpoint;
-  const teacher = resnet(arch, { head: 'mlp', mlpDim: options.dim, inChannels: options.inChannels, stem: options.stem });
+  // Slim teachers (small-scale runs) are recognized by their stem width.
+  const stem = encoder.stateDict().get('conv1.weight');
+  const width = stem ? stem.shape[0] / 64 : 1;
+  const teacher = resnet(arch, { head: 'mlp', mlpDim: options.dim, inChannels: options.inChannels, stem: options.stem, width });
   try {
     teacher.loadStateDict(encoder);
   } catch (err) {
@@ -207,13 +210,18 @@ export interface PretrainOptions {
   /** Output folder: checkpoint.pth (the latest state; what --resume reads) and config.json. */
   out: string;
   resume?: boolean;
+  /** Called once the start position is known (after a resume's restore), before the first step. */
+  onStart?: (start: Position) => void;
   onStepEnd?: Callback<StepInfo>;
   onEpochEnd?: Callback<EpochInfo>;
   signal?: AbortSignal;
+  /** 'cpu' (default) or 'cuda': where the student and teacher train. */
+  device?: 'cpu' | 'cuda';
 }
 
 export interface PretrainResult {
   student: Model;
+  teacher?: Model;
   checkpoint: string;
   fit: FitResult;
   start: Position;
@@ -231,6 +239,10 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
     teacher = await loadTeacher(config.teacher, config.teacherArch, config);
   }
   if (config.init && !options.resume) loadInit(student, await loadCheckpoint(config.init), config.init);
+  if (options.device === 'cuda') {
+    student.to('cuda');
+    teacher?.to('cuda');
+  }
   const trainer = new Trainer({
     model: student,
     teacher,
@@ -248,6 +260,7 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
     start = await restoreRun(checkpointFile, student, trainer, config);
   }
   fs.writeFileSync(path.join(options.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  options.onStart?.(start);
   const schedule: Schedule = parseSchedule(config.schedule, config.epochs);
   const result = await fit({
     trainer,
@@ -261,7 +274,7 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
     signal: options.signal,
     checkpoint: (position) => saveRunCheckpoint(checkpointFile, student, trainer, position, config),
   });
-  return { student, checkpoint: checkpointFile, fit: result, start };
+  return { student, teacher, checkpoint: checkpointFile, fit: result, start };
 }
 
 export function validateConfig(config: PretrainConfig): void {

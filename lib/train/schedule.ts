@@ -10,6 +10,7 @@ export type Schedule =
   | { kind: 'constant' };
 
 export type ScheduleName = Schedule['kind'];
+export const SCHEDULES: readonly ScheduleName[] = ['linear', 'cosine', 'step', 'constant'];
 
 /** The learning rate of `epoch` (0-based) in a run of `epochs`. */
 export function learningRate(schedule: Schedule, baseLr: number, epoch: number, epochs: number): number {

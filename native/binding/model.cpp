@@ -63,6 +63,8 @@ nn::ModelPtr build(Napi::Env env, const Napi::Object& spec, int depth) {
     options.head = head_options(env, spec);
     options.in_channels = optional_int(env, spec, "inChannels", 3);
     options.small_stem = small_stem(env, spec);
+    const Napi::Value width = spec.Get("width");
+    options.width = width.IsUndefined() ? 1.0 : number(env, width, "width");
     return std::make_shared<nn::ResNet>(options);
   }
   if (arch == "moco") {

@@ -258,16 +258,18 @@ Napi::Value evaluate_batch(const Napi::CallbackInfo& info) {
   });
 }
 
-// extractFeatures(model, images, normalize) -> Promise<TensorHandle [N, D] on CPU>
+// extractFeatures(model, images, normalize, head) -> Promise<TensorHandle [N, D] on CPU>
 Napi::Value extract_features(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     nn::ModelPtr model = unwrap_model(env, info[0], "model");
     at::Tensor images = unwrap(env, info[1], "images");
     const bool normalize = boolean(env, info[2], "normalize");
+    const bool head = info[3].IsUndefined() ? false : boolean(env, info[3], "head");
     auto out = std::make_shared<at::Tensor>();
     return run_async(
-        env, kCodeTorch, [model, images, normalize, out] { *out = train::extract_features(*model, images, normalize); },
+        env, kCodeTorch,
+        [model, images, normalize, head, out] { *out = train::extract_features(*model, images, normalize, head); },
         [out](Napi::Env e) -> Napi::Value { return wrap(e, *out); });
   });
 }

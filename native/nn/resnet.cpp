@@ -1,5 +1,8 @@
 #include "resnet.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace s2bnn::nn {
 
 namespace F = torch::nn::functional;
@@ -72,12 +75,14 @@ ResNet::ResNet(const ResNetOptions& options) : options_(options) {
     default: TORCH_CHECK(false, "resnet: depth must be 18, 34 or 50, got ", options.depth);
   }
   TORCH_CHECK(options.in_channels > 0, "resnet: inChannels must be > 0, got ", options.in_channels);
-  conv1 = register_module("conv1", conv(options.in_channels, 64, options.small_stem ? 3 : 7, options.small_stem ? 1 : 2));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(64));
-  int64_t in = 64;
+  TORCH_CHECK(options.width > 0 && options.width <= 16, "resnet: width must be in (0, 16], got ", options.width);
+  base_width_ = std::max<int64_t>(1, std::llround(64 * options.width));
+  conv1 = register_module("conv1", conv(options.in_channels, base_width_, options.small_stem ? 3 : 7, options.small_stem ? 1 : 2));
+  bn1 = register_module("bn1", torch::nn::BatchNorm2d(base_width_));
+  int64_t in = base_width_;
   for (int stage = 0; stage < 4; ++stage) {
     torch::nn::Sequential layer;
-    const int64_t planes = 64 << stage;
+    const int64_t planes = base_width_ << stage;
     for (int i = 0; i < layers[stage]; ++i) {
       ResNetBlock block(in, planes, i == 0 && stage > 0 ? 2 : 1, bottleneck);
       in = block->out_channels();
@@ -105,7 +110,7 @@ Complexity ResNet::complexity(int64_t height, int64_t width) const {
   Complexity c;
   const int64_t kernel = options_.small_stem ? 3 : 7, stride = options_.small_stem ? 1 : 2;
   int64_t h = out_size(height, kernel, stride), w = out_size(width, kernel, stride);
-  c.flops += double(options_.in_channels) * 64 * kernel * kernel * h * w;
+  c.flops += double(options_.in_channels) * base_width_ * kernel * kernel * h * w;
   if (!options_.small_stem) h = out_size(h, 3, 2), w = out_size(w, 3, 2);
   for (const auto& block : blocks_) c.flops += block->flops(h, w);
   c.flops += head_.flops();

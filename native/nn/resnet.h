@@ -12,6 +12,9 @@ struct ResNetOptions {
   HeadOptions head;
   int64_t in_channels = 3;
   bool small_stem = false;
+  // Multiplies every width (64, 128, 256, 512 -> rounded, at least 1): slim real-valued teachers
+  // for small-scale experiments. 1 is torchvision's network.
+  double width = 1.0;
 };
 
 class ResNetBlockImpl : public torch::nn::Module {
@@ -42,6 +45,7 @@ class ResNet : public Model {
  private:
   ResNetOptions options_;
   int64_t feature_dim_ = 0;
+  int64_t base_width_ = 64;
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};
   std::vector<ResNetBlock> blocks_;

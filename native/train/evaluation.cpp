@@ -33,10 +33,11 @@ EvalResult evaluate_batch(nn::Model& model, const at::Tensor& images, const at::
   return result;
 }
 
-at::Tensor extract_features(nn::Model& model, const at::Tensor& images, bool normalize) {
+at::Tensor extract_features(nn::Model& model, const at::Tensor& images, bool normalize, bool head) {
   TORCH_CHECK(images.dim() == 4, "features: images must be [N, C, H, W], got ", images.sizes());
   at::NoGradGuard no_grad;
-  at::Tensor features = model.features(images.to(device_of(model), at::kFloat, true));
+  const at::Tensor input = images.to(device_of(model), at::kFloat, true);
+  at::Tensor features = head ? model.forward(input) : model.features(input);
   if (normalize) features = features / features.norm(2, 1, true).clamp_min(1e-12);
   return features.to(at::kCPU).contiguous();
 }

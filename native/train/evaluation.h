@@ -17,8 +17,9 @@ struct EvalResult {
 // Forward in eval mode without gradients (the caller sets the mode; evaluation never changes it).
 EvalResult evaluate_batch(nn::Model& model, const at::Tensor& images, const at::Tensor& labels, bool keep_logits);
 
-// Pooled backbone features [N, D] on CPU, optionally L2-normalized.
-at::Tensor extract_features(nn::Model& model, const at::Tensor& images, bool normalize);
+// Pooled backbone features [N, D] (or, with `head`, the whole network's output) on CPU,
+// optionally L2-normalized.
+at::Tensor extract_features(nn::Model& model, const at::Tensor& images, bool normalize, bool head = false);
 
 struct KnnOptions {
   int64_t k = 200;

@@ -1,0 +1,112 @@
+// A whole pre-training step (student forward/backward, teacher forward, keys, Adam, queue) with
+// s2bnn's native Trainer vs the straightforward PyTorch step (scripts/python/s2bnn_train.py, the
+// way the reference code is written) on the same libtorch, in the same run: images/s and peak CPU
+// tensor memory (the same counting allocator on both sides).
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+
+import { memoryStats } from '../memory';
+import { Model, ResNetArch, moco, reactnetA, resnet } from '../models';
+import { opsLibraryPath } from '../native';
+import { getNumThreads, manualSeed, randn } from '../tensor';
+import { Trainer } from '../train/trainer';
+import { medianMsAsync } from './timing';
+
+export type StepBenchRecipe = 'distill' | 'contrastive' | 'contrastive+distill';
+
+export interface StepBenchCase {
+  recipe: StepBenchRecipe;
+  batch: number;
+  size: number;
+  teacherArch: ResNetArch;
+  /** MoCo queue size (default 65536, PAPER.md). */
+  queueSize?: number;
+  /** 'cpu' (default) or 'cuda'; peak memory is counted on CPU only. */
+  device?: 'cpu' | 'cuda';
+}
+
+export interface StepFigure extends StepBenchCase {
+  impl: 's2bnn' | 'python-reference';
+  /** Median milliseconds of one step. */
+  ms: number;
+  imagesPerSecond: number;
+  /** Peak CPU tensor bytes above what was live before the step. */
+  peakBytes: number;
+  threads: number;
+}
+
+export const DEFAULT_STEP_CASES: StepBenchCase[] = [
+  { recipe: 'distill', batch: 8, size: 224, teacherArch: 'resnet50' },
+  { recipe: 'distill', batch: 32, size: 64, teacherArch: 'resnet50' },
+];
+
+const hasContrastive = (recipe: StepBenchRecipe) => recipe !== 'distill';
+const hasTeacher = (recipe: StepBenchRecipe) => recipe !== 'contrastive';
+
+async function measureOurs(c: StepBenchCase, steps: number, threads: number): Promise<StepFigure> {
+  manualSeed(0);
+  const student: Model = hasContrastive(c.recipe)
+    ? moco({ arch: 'reactnet-a' }, { queueSize: c.queueSize ?? 65536 })
+    : reactnetA({ head: 'mlp' });
+  const teacher = hasTeacher(c.recipe) ? resnet(c.teacherArch, { head: 'mlp' }) : undefined;
+  if (c.device === 'cuda') {
+    student.to('cuda');
+    teacher?.to('cuda');
+  }
+  const trainer = new Trainer({ model: student, teacher, recipe: c.recipe, optimizer: { kind: 'adam', lr: 3e-4 } });
+  const views = Array.from({ length: hasContrastive(c.recipe) ? 2 : 1 }, () => randn([c.batch, 3, c.size, c.size], { device: c.device }));
+  const step = () => trainer.step(views);
+  await step(); // optimizer state and allocator cache warm
+  const ms = await medianMsAsync(step, steps);
+  const before = memoryStats(true);
+  await step();
+  const peakBytes = memoryStats(false).peak - before.current;
+  for (const v of views) v.dispose();
+  return { ...c, impl: 's2bnn', ms, imagesPerSecond: (1000 * c.batch) / ms, peakBytes, threads };
+}
+
+export async function benchStep(
+  options: { cases?: StepBenchCase[]; steps?: number; python?: string | null; onFigure?: (f: StepFigure) => void } = {},
+): Promise<StepFigure[]> {
+  const cases = options.cases ?? DEFAULT_STEP_CASES;
+  const steps = options.steps ?? 5;
+  const threads = getNumThreads();
+  const figures: StepFigure[] = [];
+  const emit = (f: StepFigure) => {
+    figures.push(f);
+    options.onFigure?.(f);
+  };
+  for (const c of cases) {
+    emit(await measureOurs(c, steps, threads));
+    if (options.python) {
+      const script = path.resolve(__dirname, '..', '..', 'scripts', 'bench', 'step_reference.py');
+      const res = spawnSync(options.python, [script, opsLibraryPath(), String(steps), String(threads)], {
+        input: JSON.stringify(c),
+        encoding: 'utf8',
+      });
+      if (res.status !== 0) throw new Error(`python reference benchmark failed:\n${res.stderr}`);
+      const { ms, peakBytes } = JSON.parse(res.stdout) as { ms: number; peakBytes: number };
+      emit({ ...c, impl: 'python-reference', ms, imagesPerSecond: (1000 * c.batch) / ms, peakBytes, threads });
+    }
+  }
+  return figures;
+}
+
+export function formatStepTable(figures: StepFigure[]): string {
+  const MiB = 2 ** 20;
+  const rows = [
+    '| recipe | teacher | batch x size | s2bnn img/s | python img/s | speedup | s2bnn peak MiB | python peak MiB | memory ratio |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const ours of figures.filter((f) => f.impl === 's2bnn')) {
+    const py = figures.find(
+      (f) => f.impl === 'python-reference' && f.recipe === ours.recipe && f.batch === ours.batch && f.size === ours.size,
+    );
+    rows.push(
+      `| ${ours.recipe} | ${hasTeacher(ours.recipe) ? ours.teacherArch : '-'} | ${ours.batch} x ${ours.size} | ${ours.imagesPerSecond.toFixed(1)} | ` +
+        `${py ? py.imagesPerSecond.toFixed(1) : '-'} | ${py ? `${(py.ms / ours.ms).toFixed(2)}x` : '-'} | ${(ours.peakBytes / MiB).toFixed(0)} | ` +
+        `${py ? (py.peakBytes / MiB).toFixed(0) : '-'} | ${py ? (ours.peakBytes / py.peakBytes).toFixed(2) : '-'} |`,
+    );
+  }
+  return rows.join('\n');
+}

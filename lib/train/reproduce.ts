@@ -1,0 +1,232 @@
+// The paper's experiment (PAPER.md, ReActNet-A column) at a chosen scale: a real-valued MoCo v2
+// teacher, then the binary students of the four rows (plain MoCo v2 baseline, enhanced MoCo v2,
+// contrastive + distillation, distillation only), each followed by linear evaluation.
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { DataLoader, InMemoryDataset, Transform, transforms } from '../data';
+import { loadCheckpoint } from '../checkpoint';
+import { Callback, EpochInfo, StepInfo } from './loop';
+import { linearEvaluation, loadBackbone } from './evaluate';
+import { PretrainConfig, PretrainRecipe, defaultConfig, pretrain, usesMoco } from './pretrain';
+import { classifierFor, encoderSpec } from './specs';
+
+export type ReproduceRow = 'moco-baseline' | 'contrastive' | 'contrastive+distill' | 'distill';
+
+/** The paper's ImageNet linear-evaluation top-1 of ReActNet-A per row. */
+export const PAPER_TOP1: Record<ReproduceRow, number> = {
+  'moco-baseline': 46.92,
+  contrastive: 52.45,
+  'contrastive+distill': 56.02,
+  distill: 61.51,
+};
+
+export interface ReproducePreset {
+  name: string;
+  /** Training images used for pre-training and linear evaluation (default: all). */
+  trainImages?: number;
+  batchSize: number;
+  queueSize: number;
+  /** Key-encoder momentum: 0.999 needs hundreds of thousands of steps; short runs need less. */
+  momentum: number;
+  temperature: number;
+  distillTemperature: number;
+  teacher: { width: number; epochs: number; lr: number };
+  /** Student epochs in all: one step for the baseline, split evenly over the two steps otherwise. */
+  student: { width: number; epochs: number; lr: number };
+  lincls: { epochs: number; lr: number; batchSize: number };
+}
+
+export const PRESETS: Record<string, ReproducePreset> = {
+  /** 2 CPU cores, about 30 minutes: slim networks, a subset, a few epochs. */
+  default: {
+    name: 'default',
+    trainImages: 12_000,
+    batchSize: 128,
+    queueSize: 4096,
+    momentum: 0.99,
+    temperature: 0.2,
+    distillTemperature: 0.2,
+    teacher: { width: 0.25, epochs: 10, lr: 0.06 },
+    student: { width: 0.25, epochs: 6, lr: 1e-3 },
+    lincls: { epochs: 10, lr: 0.1, batchSize: 256 },
+  },
+  /** A GPU: the full networks and data, PAPER.md's epochs scaled to a single device. */
+  full: {
+    name: 'full',
+    batchSize: 256,
+    queueSize: 65536,
+    momentum: 0.999,
+    temperature: 0.2,
+    distillTemperature: 0.2,
+    teacher: { width: 1, epochs: 200, lr: 0.03 },
+    student: { width: 1, epochs: 200, lr: 3e-4 },
+    lincls: { epochs: 100, lr: 0.1, batchSize: 256 },
+  },
+  /** Seconds: checks that the whole pipeline runs (tests). */
+  smoke: {
+    name: 'smoke',
+    trainImages: 256,
+    batchSize: 32,
+    queueSize: 128,
+    momentum: 0.9,
+    temperature: 0.2,
+    distillTemperature: 0.2,
+    teacher: { width: 0.125, epochs: 1, lr: 0.06 },
+    student: { width: 0.125, epochs: 2, lr: 1e-3 },
+    lincls: { epochs: 1, lr: 0.1, batchSize: 64 },
+  },
+};
+
+export interface ReproduceData {
+  name: string;
+  train: InMemoryDataset;
+  test: InMemoryDataset;
+  channels: number;
+  size: number;
+  numClasses: number;
+  stem: 'imagenet' | 'small';
+}
+
+export interface ReproduceRowResult {
+  recipe: ReproduceRow;
+  top1: number;
+  top5: number;
+  paperTop1: number;
+  seconds: number;
+}
+
+export interface ReproduceResult {
+  preset: string;
+  dataset: string;
+  rows: ReproduceRowResult[];
+  teacherTop1: number;
+  teacherTop5: number;
+  seconds: number;
+}
+
+export interface ReproduceOptions {
+  preset: ReproducePreset;
+  data: ReproduceData;
+  out: string;
+  workers?: number;
+  seed?: number;
+  device?: 'cpu' | 'cuda';
+  /** Progress of each phase (e.g. a RunReporter per phase); `phase` names the folder under `out`. */
+  reporter?: (phase: string, info: { epochs: number; stepsPerEpoch: number; batchSize: number }) => {
+    onStepEnd?: Callback<StepInfo>;
+    onEpochEnd?: Callback<EpochInfo>;
+    close?: () => void;
+  };
+  log?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export async function reproduce(options: ReproduceOptions): Promise<ReproduceResult> {
+  const { preset, data } = options;
+  const started = Date.now();
+  const log = options.log ?? (() => undefined);
+  const seed = options.seed ?? 0;
+  const train =
+    preset.trainImages !== undefined && preset.trainImages < data.train.length
+      ? data.train.subset(Int32Array.from({ length: preset.trainImages }, (_, i) => i))
+      : data.train;
+  const base: Partial<PretrainConfig> = {
+    stem: data.stem,
+    inChannels: data.channels,
+    batchSize: preset.batchSize,
+    queueSize: preset.queueSize,
+    momentum: preset.momentum,
+    temperature: preset.temperature,
+    distillTemperature: preset.distillTemperature,
+    keyGroups: 8,
+    seed,
+  };
+  const loaderFor = (transform: Transform, views: 1 | 2, dataset = train, shuffle = true, batchSize = preset.batchSize) =>
+    new DataLoader(dataset, { batchSize, views, transform, shuffle, dropLast: shuffle, seed, workers: options.workers });
+
+  const runPretrain = async (phase: string, config: PretrainConfig): Promise<string> => {
+    const out = path.join(options.out, phase);
+    const transform = config.recipe === 'moco-v2' ? transforms.mocoV2(data.size, data.channels) : transforms.s2bnnLite(data.size, data.channels);
+    const loader = loaderFor(transform, usesMoco(config.recipe) ? 2 : 1);
+    const hooks = options.reporter?.(phase, { epochs: config.epochs, stepsPerEpoch: loader.batchesPerEpoch, batchSize: config.batchSize }) ?? {};
+    log(`${phase}: ${config.recipe}, ${config.arch}${config.arch === 'reactnet-a' ? ` step ${config.step}` : ''}, width ${config.width}, ${config.epochs} epochs`);
+    try {
+      const result = await pretrain({ config, data: loader, out, device: options.device, signal: options.signal, onStepEnd: hooks.onStepEnd, onEpochEnd: hooks.onEpochEnd });
+      if (!result.fit.completed) throw new Error(`${phase} was stopped`);
+      return result.checkpoint;
+    } finally {
+      hooks.close?.();
+      loader.close();
+    }
+  };
+
+  const runLinear = async (phase: string, checkpointFile: string): Promise<{ top1: number; top5: number }> => {
+    const checkpoint = await loadCheckpoint(checkpointFile);
+    const model = classifierFor(encoderSpec(checkpoint), data.numClasses);
+    loadBackbone(model, checkpoint);
+    if (options.device === 'cuda') model.to('cuda');
+    const trainLoader = loaderFor(transforms.linearTrain(data.size, data.channels), 1, train, true, preset.lincls.batchSize);
+    const testLoader = loaderFor(transforms.evaluation(data.size, data.size, data.channels), 1, data.test, false, preset.lincls.batchSize);
+    const hooks = options.reporter?.(`${phase}-lincls`, { epochs: preset.lincls.epochs, stepsPerEpoch: trainLoader.batchesPerEpoch, batchSize: preset.lincls.batchSize }) ?? {};
+    try {
+      const result = await linearEvaluation({
+        model, train: trainLoader, test: testLoader, epochs: preset.lincls.epochs, lr: preset.lincls.lr,
+        onStepEnd: hooks.onStepEnd, onEpochEnd: hooks.onEpochEnd,
+      });
+      log(`${phase}: linear evaluation top-1 ${result.top1.toFixed(2)}, top-5 ${result.top5.toFixed(2)}`);
+      return { top1: result.top1, top5: result.top5 };
+    } finally {
+      hooks.close?.();
+      trainLoader.close();
+      testLoader.close();
+    }
+  };
+
+  fs.mkdirSync(options.out, { recursive: true });
+  const teacherConfig = defaultConfig('moco-v2', {
+    ...base, arch: 'resnet18', width: preset.teacher.width, epochs: preset.teacher.epochs, lr: preset.teacher.lr,
+  });
+  const teacherFile = await runPretrain('teacher', teacherConfig);
+  const teacher = await runLinear('teacher', teacherFile);
+
+  const student = (recipe: PretrainRecipe, step: 1 | 2, epochs: number, extra: Partial<PretrainConfig> = {}) =>
+    defaultConfig(recipe, {
+      ...base, arch: 'reactnet-a', width: preset.student.width, step, epochs, teacherArch: 'resnet18', teacher: teacherFile, ...extra,
+    });
+  const rows: ReproduceRowResult[] = [];
+  const plan: [ReproduceRow, PretrainRecipe][] = [
+    ['moco-baseline', 'moco-v2'],
+    ['contrastive', 'contrastive'],
+    ['contrastive+distill', 'contrastive+distill'],
+    ['distill', 'distill'],
+  ];
+  for (const [row, recipe] of plan) {
+    const rowStarted = Date.now();
+    const phase = row.replace('+', '-');
+    let file: string;
+    if (row === 'moco-baseline') {
+      // The plain baseline: SGD + cosine (scaled from lr 0.03 at batch 256), one step.
+      file = await runPretrain(phase, student(recipe, 2, preset.student.epochs, { lr: 0.03 * (preset.batchSize / 256) }));
+    } else {
+      const half = Math.max(1, Math.floor(preset.student.epochs / 2));
+      const step1 = await runPretrain(`${phase}-step1`, student(recipe, 1, half, { lr: preset.student.lr }));
+      file = await runPretrain(`${phase}-step2`, student(recipe, 2, Math.max(1, preset.student.epochs - half), { lr: preset.student.lr, init: step1 }));
+    }
+    const accuracy = await runLinear(phase, file);
+    rows.push({ recipe: row, top1: accuracy.top1, top5: accuracy.top5, paperTop1: PAPER_TOP1[row], seconds: (Date.now() - rowStarted) / 1000 });
+  }
+  return { preset: preset.name, dataset: data.name, rows, teacherTop1: teacher.top1, teacherTop5: teacher.top5, seconds: (Date.now() - started) / 1000 };
+}
+
+export function formatReproduceTable(result: ReproduceResult): string {
+  const lines = [
+    `| row (ReActNet-A student) | ${result.dataset} top-1 | top-5 | paper ImageNet top-1 | minutes |`,
+    '|---|---|---|---|---|',
+  ];
+  for (const r of result.rows) {
+    lines.push(`| ${r.recipe} | ${r.top1.toFixed(2)} | ${r.top5.toFixed(2)} | ${r.paperTop1.toFixed(2)} | ${(r.seconds / 60).toFixed(1)} |`);
+  }
+  lines.push(`| real-valued teacher (ResNet-18, MoCo v2) | ${result.teacherTop1.toFixed(2)} | ${result.teacherTop5.toFixed(2)} | 71.1 (ResNet-50) | |`);
+  return lines.join('\n');
+}
