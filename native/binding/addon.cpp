@@ -272,6 +272,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   init_ops(env, exports);
   init_checkpoint(env, exports);
   init_model(env, exports);
+  init_data(env, exports);
   return exports;
 }
 

@@ -67,6 +67,8 @@ struct AddonState {
   Napi::FunctionReference tensor_constructor;
   Napi::FunctionReference checkpoint_constructor;
   Napi::FunctionReference model_constructor;
+  Napi::FunctionReference dataset_constructor;
+  Napi::FunctionReference loader_constructor;
   std::shared_ptr<ReferenceReleaser> releaser;
 };
 
@@ -92,5 +94,6 @@ void init_ops(Napi::Env env, Napi::Object exports);
 void init_runtime(Napi::Env env, Napi::Object exports);
 void init_checkpoint(Napi::Env env, Napi::Object exports);
 void init_model(Napi::Env env, Napi::Object exports);
+void init_data(Napi::Env env, Napi::Object exports);
 
 }  // namespace s2bnn::binding
