@@ -307,6 +307,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   init_checkpoint(env, exports);
   init_model(env, exports);
   init_train(env, exports);
+  init_data(env, exports);
   return exports;
 }
 

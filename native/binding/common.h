@@ -109,6 +109,8 @@ struct AddonState {
   Napi::FunctionReference checkpoint_constructor;
   Napi::FunctionReference model_constructor;
   Napi::FunctionReference trainer_constructor;
+  Napi::FunctionReference dataset_constructor;
+  Napi::FunctionReference loader_constructor;
   std::shared_ptr<ReferenceReleaser> releaser;
 };
 
@@ -138,5 +140,6 @@ void init_train(Napi::Env env, Napi::Object exports);
 
 // Model handles (model.cpp): the native model behind a ModelHandle, or an argument error.
 std::shared_ptr<nn::Model> unwrap_model(Napi::Env env, const Napi::Value& value, const char* name);
+void init_data(Napi::Env env, Napi::Object exports);
 
 }  // namespace s2bnn::binding

@@ -1,0 +1,402 @@
+// Datasets, augmentation transforms and the batching DataLoader over the native pipeline
+// (native/data): batches are assembled on a native thread pool; JS only receives finished tensors.
+import { TensorHandle, native } from './native';
+import { Tensor } from './tensor';
+
+/** RandomResizedCrop + the optional MoCo v2 / SimCLR style augmentations, torchvision semantics. */
+export interface AugmentOptions {
+  /** Output side S: every view is S x S. */
+  size: number;
+  /** RandomResizedCrop area fraction range (default [0.08, 1]). */
+  scale?: [number, number];
+  /** RandomResizedCrop aspect ratio range, sampled log-uniformly (default [3/4, 4/3]). */
+  ratio?: [number, number];
+  /** Horizontal flip probability (default 0). */
+  hflip?: number;
+  /** ColorJitter applied with probability p (RandomApply); factors sampled as torchvision does. */
+  colorJitter?: { p: number; brightness: number; contrast: number; saturation: number; hue: number };
+  /** RandomGrayscale probability (default 0; no-op on 1-channel images). */
+  grayscale?: number;
+  /** Gaussian blur with probability p, sigma uniform in `sigma`; kernelSize defaults to the odd size closest to 10 % of `size` (at least 3). */
+  blur?: { p: number; sigma: [number, number]; kernelSize?: number };
+  /** Normalize; defaults: Fashion-MNIST's (0.2860 / 0.3530) for 1 channel, ImageNet's for 3. */
+  mean?: number[];
+  std?: number[];
+}
+
+export type Transform =
+  | { kind: 'augment'; options: AugmentOptions }
+  | { kind: 'eval'; resize: number; crop: number; mean?: number[]; std?: number[] };
+
+const FASHION_MNIST_NORMALIZATION = { mean: [0.286], std: [0.353] };
+const IMAGENET_NORMALIZATION = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
+/** The default Normalize parameters for a channel count (1: Fashion-MNIST's, 3: ImageNet's). */
+export function defaultNormalization(channels: number): { mean: number[]; std: number[] } {
+  if (channels === 1) return { mean: [...FASHION_MNIST_NORMALIZATION.mean], std: [...FASHION_MNIST_NORMALIZATION.std] };
+  if (channels === 3) return { mean: [...IMAGENET_NORMALIZATION.mean], std: [...IMAGENET_NORMALIZATION.std] };
+  throw argumentError(`no default mean/std for ${channels} channels; give mean and std`);
+}
+
+function argumentError(message: string): Error {
+  return Object.assign(new Error(message), { code: 'S2BNN_ARGUMENT' });
+}
+
+function checkChannels(channels: number): void {
+  if (channels !== 1 && channels !== 3) throw argumentError(`channels must be 1 or 3, got ${channels}`);
+}
+
+function mocoStyle(size: number, channels: number, jitterP: number, blurP: number): Transform {
+  checkChannels(channels);
+  return {
+    kind: 'augment',
+    options: {
+      size,
+      scale: [0.2, 1],
+      ratio: [3 / 4, 4 / 3],
+      colorJitter: { p: jitterP, brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1 },
+      grayscale: 0.2,
+      blur: { p: blurP, sigma: [0.1, 2.0] },
+      hflip: 0.5,
+      ...defaultNormalization(channels),
+    },
+  };
+}
+
+/** The recipes' transforms (PAPER.md). */
+export const transforms = {
+  /** Standard MoCo v2: crop scale 0.2..1, ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8, grayscale 0.2, blur p 0.5, flip. */
+  mocoV2: (size: number, channels = 3): Transform => mocoStyle(size, channels, 0.8, 0.5),
+  /** S2-BNN's lighter augmentation: as MoCo v2 but ColorJitter p 0.6 and blur p 0.2. */
+  s2bnnLite: (size: number, channels = 3): Transform => mocoStyle(size, channels, 0.6, 0.2),
+  /** Linear evaluation training: RandomResizedCrop(size) (scale 0.08..1) + flip. */
+  linearTrain: (size: number, channels = 3): Transform => {
+    checkChannels(channels);
+    return { kind: 'augment', options: { size, hflip: 0.5, ...defaultNormalization(channels) } };
+  },
+  /** Evaluation: resize the shorter side to `resize`, center crop `crop` (ImageNet: 256 / 224). */
+  evaluation: (resize: number, crop: number, channels = 3): Transform => {
+    checkChannels(channels);
+    return { kind: 'eval', resize, crop, ...defaultNormalization(channels) };
+  },
+};
+
+/** A transform with mean/std filled in for `channels` (what the native loader receives). */
+export function resolveTransform(transform: Transform, channels: number): Transform {
+  if (transform === null || typeof transform !== 'object') throw argumentError('transform must be an object');
+  if (transform.kind === 'augment') {
+    const options = transform.options ?? ({} as AugmentOptions);
+    const defaults = options.mean === undefined || options.std === undefined ? defaultNormalization(channels) : null;
+    return { kind: 'augment', options: { ...options, mean: options.mean ?? defaults!.mean, std: options.std ?? defaults!.std } };
+  }
+  if (transform.kind === 'eval') {
+    const defaults = transform.mean === undefined || transform.std === undefined ? defaultNormalization(channels) : null;
+    return { ...transform, mean: transform.mean ?? defaults!.mean, std: transform.std ?? defaults!.std };
+  }
+  throw argumentError(`transform.kind must be 'augment' or 'eval', got '${(transform as { kind: unknown }).kind}'`);
+}
+
+// ---- native handles ----------------------------------------------------------------------------
+
+interface DatasetHandle {
+  readonly length: number;
+  readonly channels: number;
+  readonly height: number;
+  readonly width: number;
+  readonly numClasses: number;
+  subset(indices: number[] | Int32Array): DatasetHandle;
+  images(): TensorHandle;
+  labels(): TensorHandle;
+}
+
+interface RawBatch {
+  views: TensorHandle[];
+  labels: TensorHandle;
+  indices: TensorHandle;
+  epoch: number;
+  index: number;
+}
+
+interface LoaderHandle {
+  readonly batchesPerEpoch: number;
+  readonly samplesPerRank: number;
+  readonly workers: number;
+  readonly closed: boolean;
+  startEpoch(epoch: number, startBatch: number): void;
+  next(): Promise<RawBatch | null>;
+  epochOrder(epoch: number): TensorHandle;
+  close(): void;
+}
+
+/** Drawn augmentation parameters of one view (test entry point). */
+export interface AugmentParams {
+  /** [top, left, height, width] of the crop in the source image. */
+  crop: [number, number, number, number];
+  jitter: boolean;
+  /** Jitter op order: 0 brightness, 1 contrast, 2 saturation, 3 hue. */
+  order: [number, number, number, number];
+  brightness: number;
+  contrast: number;
+  saturation: number;
+  hue: number;
+  grayscale: boolean;
+  blur: boolean;
+  sigma: number;
+  flip: boolean;
+}
+
+/** Parameters of one deterministic op for dataTesting.applyTransform. */
+export type TransformOp =
+  | { op: 'toFloat' }
+  | { op: 'resample'; size: [number, number]; box?: [number, number, number, number]; window?: [number, number, number, number]; flip?: boolean }
+  | { op: 'brightness' | 'contrast' | 'saturation' | 'hue'; factor: number }
+  | { op: 'grayscale' }
+  | { op: 'blur'; kernelSize: number; sigma: number }
+  | { op: 'normalize'; mean: number[]; std: number[] }
+  | { op: 'augment'; options: AugmentOptions; params: Partial<AugmentParams> }
+  | { op: 'eval'; transform: Transform };
+
+interface DataBindings {
+  createInMemoryDataset(images: TensorHandle, labels: TensorHandle, numClasses: number): DatasetHandle;
+  createLoader(dataset: DatasetHandle, options: Record<string, unknown>): LoaderHandle;
+  dataTesting: {
+    applyTransform(image: TensorHandle, spec: TransformOp & { channels?: number }): TensorHandle;
+    sampleAugment(options: AugmentOptions, where: Record<string, number>): AugmentParams[];
+    defaultBlurKernelSize(size: number): number;
+  };
+}
+
+const bindings = () => native() as unknown as DataBindings;
+
+// ---- datasets ----------------------------------------------------------------------------------
+
+/**
+ * Images held in memory: a uint8 tensor [N, H, W, C] (C = 1 or 3) and int64 labels [N] in
+ * [0, classes.length). The tensors' memory is shared, not copied; subsets share it too.
+ */
+export class InMemoryDataset {
+  /** @internal */
+  readonly handle: DatasetHandle;
+  readonly classes: readonly string[];
+
+  constructor(images: Tensor, labels: Tensor, classes: string[]) {
+    if (!(images instanceof Tensor)) throw argumentError('images must be a Tensor (uint8 [N, H, W, C])');
+    if (!(labels instanceof Tensor)) throw argumentError('labels must be a Tensor (int64 [N])');
+    if (!Array.isArray(classes) || classes.length < 1 || classes.some((c) => typeof c !== 'string')) {
+      throw argumentError('classes must be a non-empty array of class names');
+    }
+    this.handle = bindings().createInMemoryDataset(images.handle, labels.handle, classes.length);
+    this.classes = Object.freeze([...classes]);
+  }
+
+  private static fromHandle(handle: DatasetHandle, classes: readonly string[]): InMemoryDataset {
+    const dataset = Object.create(InMemoryDataset.prototype) as { handle: DatasetHandle; classes: readonly string[] };
+    dataset.handle = handle;
+    dataset.classes = classes;
+    return dataset as unknown as InMemoryDataset;
+  }
+
+  get length(): number {
+    return this.handle.length;
+  }
+  get numClasses(): number {
+    return this.classes.length;
+  }
+  get channels(): number {
+    return this.handle.channels;
+  }
+  get height(): number {
+    return this.handle.height;
+  }
+  get width(): number {
+    return this.handle.width;
+  }
+
+  /** The samples at `indices` (positions in this dataset; repeats allowed), sharing memory. */
+  subset(indices: number[] | Int32Array): InMemoryDataset {
+    return InMemoryDataset.fromHandle(this.handle.subset(indices), this.classes);
+  }
+
+  /** The images, uint8 [length, H, W, C] (a copy for subsets). */
+  images(): Tensor {
+    return new Tensor(this.handle.images());
+  }
+
+  /** The labels, int64 [length]. */
+  labels(): Tensor {
+    return new Tensor(this.handle.labels());
+  }
+}
+
+// ---- the loader --------------------------------------------------------------------------------
+
+export interface LoaderOptions {
+  batchSize: number;
+  /** Independently augmented views per image (default 1). */
+  views?: 1 | 2;
+  transform: Transform;
+  /** Shuffle each epoch with a (seed, epoch)-seeded permutation (default true). */
+  shuffle?: boolean;
+  /** Seeds the shuffle and every augmentation draw (default 0). */
+  seed?: number;
+  /**
+   * Drop the last incomplete batch, and with worldSize > 1 cut the sample list to a multiple of
+   * worldSize; without it the list is padded by repeating its head (default false).
+   */
+  dropLast?: boolean;
+  /** Native worker threads (default: the hardware threads). */
+  workers?: number;
+  /** Batches assembled ahead of the consumer (default 2). */
+  prefetch?: number;
+  /** This process's shard (default 0 of 1). */
+  rank?: number;
+  worldSize?: number;
+}
+
+export interface Batch {
+  /** `views` float32 tensors [B, C, S, S]. */
+  views: Tensor[];
+  /** int64 [B]. */
+  labels: Tensor;
+  /** int64 [B]: the samples' positions in the dataset. */
+  indices: Tensor;
+  epoch: number;
+  /** The batch's position within the epoch. */
+  index: number;
+  dispose(): void;
+}
+
+function makeBatch(raw: RawBatch): Batch {
+  const views = raw.views.map((h) => new Tensor(h));
+  const labels = new Tensor(raw.labels);
+  const indices = new Tensor(raw.indices);
+  return {
+    views,
+    labels,
+    indices,
+    epoch: raw.epoch,
+    index: raw.index,
+    dispose() {
+      for (const v of views) v.dispose();
+      labels.dispose();
+      indices.dispose();
+    },
+  };
+}
+
+function supersededError(epoch: number): Error {
+  return Object.assign(new Error(`this iterator of epoch ${epoch} was superseded by a later epoch() call`), {
+    code: 'S2BNN_DISPOSED',
+  });
+}
+
+/**
+ * Batches of a dataset, assembled natively: each epoch's order is a (seed, epoch)-seeded shuffle,
+ * sharded by rank; every augmentation draw depends only on (seed, epoch, sample, view), so the
+ * batches are identical for any worker count.
+ */
+export class DataLoader {
+  readonly dataset: InMemoryDataset;
+  private readonly handle: LoaderHandle;
+  private generation = 0;
+
+  constructor(dataset: InMemoryDataset, options: LoaderOptions) {
+    if (!(dataset instanceof InMemoryDataset)) throw argumentError('dataset must be an InMemoryDataset');
+    if (options === null || typeof options !== 'object') throw argumentError('options must be an object');
+    this.dataset = dataset;
+    const resolved = { ...options, transform: resolveTransform(options.transform, dataset.channels) };
+    this.handle = bindings().createLoader(dataset.handle, resolved as unknown as Record<string, unknown>);
+  }
+
+  get batchesPerEpoch(): number {
+    return this.handle.batchesPerEpoch;
+  }
+  /** Samples this rank sees per epoch (padded or cut to a multiple of worldSize). */
+  get samplesPerRank(): number {
+    return this.handle.samplesPerRank;
+  }
+  get workers(): number {
+    return this.handle.workers;
+  }
+  get closed(): boolean {
+    return this.handle.closed;
+  }
+
+  /** This rank's sample order for an epoch (dataset positions, batch after batch). */
+  epochOrder(epoch: number): number[] {
+    const t = new Tensor(this.handle.epochOrder(epoch));
+    try {
+      return Array.from(t.toTypedArray() as BigInt64Array, Number);
+    } finally {
+      t.dispose();
+    }
+  }
+
+  /**
+   * Iterates one epoch from `startBatch` (default 0): batch b of epoch e is the same whether the
+   * run started at 0 or resumed at b. Calling epoch() starts prefetching at once and ends any
+   * earlier epoch's iteration (its pending and later next() calls fail with S2BNN_DISPOSED).
+   */
+  epoch(epoch: number, options: { startBatch?: number } = {}): AsyncIterableIterator<Batch> {
+    this.handle.startEpoch(epoch, options.startBatch ?? 0);
+    const generation = ++this.generation;
+    let done = false;
+    const iterator: AsyncIterableIterator<Batch> = {
+      next: async (): Promise<IteratorResult<Batch>> => {
+        if (done) return { done: true, value: undefined };
+        if (generation !== this.generation) {
+          done = true;
+          throw supersededError(epoch);
+        }
+        const raw = await this.handle.next();
+        if (raw === null) {
+          done = true;
+          return { done: true, value: undefined };
+        }
+        return { done: false, value: makeBatch(raw) };
+      },
+      return: async (): Promise<IteratorResult<Batch>> => {
+        done = true;
+        return { done: true, value: undefined };
+      },
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+    };
+    return iterator;
+  }
+
+  /** Stops the workers; pending next() calls reject with S2BNN_DISPOSED. Idempotent. */
+  close(): void {
+    this.handle.close();
+  }
+}
+
+/**
+ * @internal Test entry points: one augmentation op with given parameters (parity with
+ * torchvision), and the parameters the loader draws for given samples.
+ */
+export const dataTesting = {
+  applyTransform(image: Tensor, spec: TransformOp & { channels?: number }): Tensor {
+    const channels = spec.channels ?? (image.shape[2] === 1 ? 1 : 3);
+    let resolved = spec;
+    if (spec.op === 'augment') {
+      const t = resolveTransform({ kind: 'augment', options: spec.options }, channels) as { options: AugmentOptions };
+      resolved = { ...spec, options: t.options };
+    } else if (spec.op === 'eval') {
+      resolved = { ...spec, transform: resolveTransform(spec.transform, channels) };
+    }
+    return new Tensor(bindings().dataTesting.applyTransform(image.handle, resolved));
+  },
+  sampleAugment(
+    options: AugmentOptions,
+    where: { seed?: number; epoch?: number; view?: number; height: number; width: number; first?: number; count?: number },
+  ): AugmentParams[] {
+    // The draws do not depend on normalization; any valid mean/std will do.
+    const withNorm = { mean: [0], std: [1], ...options };
+    return bindings().dataTesting.sampleAugment(withNorm, where as Record<string, number>);
+  },
+  defaultBlurKernelSize(size: number): number {
+    return bindings().dataTesting.defaultBlurKernelSize(size);
+  },
+};
