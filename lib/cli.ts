@@ -210,7 +210,8 @@ function parseDevice(flags: Flags): 'cpu' | 'cuda' {
   return device;
 }
 
-const COMMANDS: Record<string, (args: string[]) => void | Promise<void>> = {
+// A command returns its exit code when it is not 0 (a run stopped by a signal: 130 / 143).
+const COMMANDS: Record<string, (args: string[]) => void | number | Promise<void | number>> = {
   pretrain: pretrainCommand,
   lincls: linclsCommand,
   knn: knnCommand,
@@ -233,8 +234,7 @@ async function main(argv: string[]): Promise<number> {
   const run = COMMANDS[command];
   try {
     if (!run) throw new UsageError(`unknown command '${command}' (run 's2bnn --help')`);
-    await run(args);
-    return 0;
+    return (await run(args)) ?? 0;
   } catch (err) {
     const message = err instanceof NativeLoadError ? err.message : (err as Error).message.split('\n')[0];
     process.stderr.write(`s2bnn ${command}: ${message}\n`);

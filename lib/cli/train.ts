@@ -34,6 +34,8 @@ export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-
   lincls --pretrained CKPT [options]   linear evaluation of a frozen backbone (PAPER.md)
       --data, --epochs N (100), --batch-size N (256), --lr X (0.1), --out DIR, --eval-every N,
       --subset N, --workers N, --device, --json
+      --no-standardize          train the Linear on raw features (PAPER.md's literal recipe; by
+                                default it trains on standardized features and folds them in)
   knn --pretrained CKPT [options]      weighted kNN accuracy (k 200, T 0.07) of the backbone features
       --data, --k N, --temperature X, --batch-size N, --subset N, --json
   eval --checkpoint CKPT [options]     top-1/top-5 of a classifier (lincls output or a reference
@@ -88,7 +90,7 @@ function stopOnSignals(onFirst: (signal: string) => void): { signal: AbortSignal
   };
 }
 
-export async function pretrainCommand(args: string[]): Promise<void> {
+export async function pretrainCommand(args: string[]): Promise<number> {
   const flags = parseFlags(args, {
     ...COMMON, recipe: 'string', arch: 'string', step: 'number', init: 'string', teacher: 'string', 'teacher-arch': 'string',
     epochs: 'number', 'batch-size': 'number', lr: 'number', wd: 'nonnegative', schedule: 'string', temperature: 'number',
@@ -191,9 +193,9 @@ export async function pretrainCommand(args: string[]): Promise<void> {
           `checkpoint ${result.checkpoint}; continue with the same command and --resume\n`,
       );
     }
-    const signal = stops.received();
-    process.exitCode = signal === 'SIGTERM' ? 143 : 130;
+    return stops.received() === 'SIGTERM' ? 143 : 130;
   }
+  return 0;
 }
 
 async function pretrainedClassifier(file: string, dataset: OpenedData) {
@@ -208,7 +210,10 @@ async function pretrainedClassifier(file: string, dataset: OpenedData) {
 }
 
 export async function linclsCommand(args: string[]): Promise<void> {
-  const flags = parseFlags(args, { ...COMMON, pretrained: 'string', epochs: 'number', 'batch-size': 'number', lr: 'number', out: 'string', 'eval-every': 'number' });
+  const flags = parseFlags(args, {
+    ...COMMON, pretrained: 'string', epochs: 'number', 'batch-size': 'number', lr: 'number', out: 'string', 'eval-every': 'number',
+    'no-standardize': 'boolean',
+  });
   const pretrained = existingFile(flags, 'pretrained');
   if (!pretrained) throw new UsageError('lincls needs --pretrained CKPT');
   const dataset = await data(flags);
@@ -235,6 +240,7 @@ export async function linclsCommand(args: string[]): Promise<void> {
       epochs,
       lr: optionalNumber(flags, 'lr') ?? 0.1,
       evalEvery: positiveInteger(flags, 'eval-every'),
+      standardize: flags['no-standardize'] !== true,
       onEpochEnd: reporter.onEpochEnd,
       onStepEnd: reporter.onStepEnd,
       onEvaluation: (epoch, accuracy) => {

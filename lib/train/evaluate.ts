@@ -3,7 +3,7 @@
 import { Checkpoint, KeyTransform } from '../checkpoint';
 import { Model } from '../models';
 import { TensorHandle, native } from '../native';
-import { Tensor, cat, randn, zeros } from '../tensor';
+import { Tensor, cat, keep, randn, tidy, zeros } from '../tensor';
 import { BatchSource, Callback, EpochInfo, FitResult, StepInfo, fit } from './loop';
 import { Schedule } from './schedule';
 import { Trainer } from './trainer';
@@ -203,6 +203,28 @@ export interface LinearEvalOptions {
   /** Evaluate on `test` after every this many epochs (default: only at the end). */
   evalEvery?: number;
   onEvaluation?: (epoch: number, result: Accuracy) => void;
+  /**
+   * Train the Linear on standardized features (per-feature mean and std over one pass of
+   * `train`), then fold the standardization into it: the same classifier family, but SGD at lr
+   * 0.1 converges whatever the feature scale (a BNN's pooled features can have norms of 50+,
+   * where the unstandardized protocol diverges). Default true; false is PAPER.md's literal recipe.
+   */
+  standardize?: boolean;
+}
+
+/** Per-feature mean and standard deviation of a backbone's pooled features over one pass of `data`. */
+export async function featureStatistics(model: Model, data: BatchSource): Promise<{ mean: Tensor; std: Tensor }> {
+  const { features, labels } = await extractFeatures(model, data, { normalize: false });
+  labels.dispose();
+  try {
+    return tidy(() => {
+      const mean = features.mean(0);
+      const std = features.sub(mean).square().mean(0).sqrt();
+      return { mean: keep(mean), std: keep(std) };
+    });
+  } finally {
+    features.dispose();
+  }
 }
 
 export interface LinearEvalResult extends Accuracy {
@@ -213,13 +235,20 @@ export interface LinearEvalResult extends Accuracy {
 export async function linearEvaluation(options: LinearEvalOptions): Promise<LinearEvalResult> {
   const { model } = options;
   const epochs = options.epochs ?? 100;
+  const standardize = options.standardize ?? true;
   model.freeze({ except: ['fc.'] });
   model.eval();
+  const statistics = standardize ? await featureStatistics(model, options.train) : undefined;
   const trainer = new Trainer({
     model,
     recipe: 'supervised',
     optimizer: { kind: 'sgd', lr: options.lr ?? 0.1, momentum: options.momentum ?? 0.9, weightDecay: options.weightDecay ?? 0 },
+    featureMean: statistics?.mean,
+    featureStd: statistics?.std,
   });
+  const sync = () => {
+    if (standardize) trainer.fold();
+  };
   const schedule = options.schedule ?? { kind: 'step', milestones: [Math.round(epochs * 0.6), Math.round(epochs * 0.8)] };
   const result = await fit({
     trainer,
@@ -230,11 +259,15 @@ export async function linearEvaluation(options: LinearEvalOptions): Promise<Line
     onEpochEnd: async (info) => {
       model.eval();
       if (options.evalEvery && (info.epoch + 1) % options.evalEvery === 0 && info.epoch + 1 < epochs) {
+        sync();
         options.onEvaluation?.(info.epoch, await evaluate(model, options.test));
       }
       return options.onEpochEnd?.(info);
     },
   });
+  sync();
+  statistics?.mean.dispose();
+  statistics?.std.dispose();
   const accuracy = await evaluate(model, options.test);
   return { top1: accuracy.top1, top5: accuracy.top5, count: accuracy.count, fit: result };
 }

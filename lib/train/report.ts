@@ -1,5 +1,6 @@
 // What a training run leaves behind and shows while it runs: a progress line (stderr), JSONL
 // metrics per step and epoch, TensorBoard scalars, and at the end PNG plots of the loss curves.
+import * as fs from 'fs';
 import * as path from 'path';
 
 import { MetricsWriter, ProgressReporter, TensorBoardWriter, readMetrics, writeLineChart } from '../report';
@@ -31,6 +32,7 @@ export class RunReporter {
     const start = options.start ?? { epoch: 0, batch: 0 };
     const resumed = start.epoch > 0 || start.batch > 0;
     const stepsDone = start.epoch * options.stepsPerEpoch + start.batch;
+    fs.mkdirSync(options.out, { recursive: true });
     this.metrics = MetricsWriter.open(path.join(options.out, 'metrics.jsonl'), {
       append: resumed,
       // Records after the checkpoint belong to steps that will run again.

@@ -48,6 +48,12 @@ export interface TrainerOptions {
   keyGroups?: number;
   /** Seeds the per-step key permutation (with the step count). */
   seed?: number;
+  /**
+   * Supervised only: train a linear probe on (features - mean) / std instead of the model's fc
+   * directly; fold() writes the equivalent Linear over raw features into fc.
+   */
+  featureMean?: Tensor;
+  featureStd?: Tensor;
 }
 
 export interface StepResult {
@@ -78,6 +84,7 @@ interface TrainerHandle {
   parameterNames(): string[];
   optimizerState(): ParamStateHandle[];
   loadOptimizerState(state: ParamStateHandle[]): void;
+  fold(): void;
 }
 
 interface TrainBindings {
@@ -115,7 +122,14 @@ export class Trainer {
       distillWeight: options.distillWeight,
       keyGroups: options.keyGroups,
       seed: options.seed,
+      featureMean: options.featureMean?.handle,
+      featureStd: options.featureStd?.handle,
     });
+  }
+
+  /** Linear probes: writes the probe, folded over the standardization, into the model's fc. */
+  fold(): void {
+    this.handle.fold();
   }
 
   /**

@@ -1,0 +1,168 @@
+// The training commands as a user runs them, on a slice of the built-in Fashion-MNIST: pretrain
+// (teacher and students), a stop by SIGINT and --resume, lincls, knn, eval, reproduce --preset
+// smoke, bench-step, and one-line errors for bad flags.
+import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+import { Checkpoint, Tensor } from '../lib';
+import { readMetrics } from '../lib/report';
+import { pythonWithTorch, repoRoot } from './helpers';
+
+const cli = path.join(repoRoot, 'dist', 'cli.js');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-cli-train-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+// A bounded run: a flag check that failed to trigger would otherwise start a long training.
+function run(...args: string[]) {
+  const res = spawnSync(process.execPath, [cli, ...args], {
+    encoding: 'utf8', cwd: repoRoot, env: { ...process.env, S2BNN_NUM_THREADS: '2' }, timeout: 240_000, killSignal: 'SIGKILL',
+  });
+  return { code: res.status, stdout: res.stdout, stderr: res.stderr };
+}
+
+const small = ['--subset', '512', '--batch-size', '64', '--width', '0.125', '--queue-size', '256', '--workers', '2'];
+const teacher = path.join(tmp, 'teacher');
+
+describe('pretrain', () => {
+  test('a slim MoCo v2 teacher, then a distilled two-step student with every output file', () => {
+    let r = run('pretrain', '--recipe', 'moco-v2', '--arch', 'resnet18', '--epochs', '1', ...small, '--out', teacher, '--json');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(JSON.parse(r.stdout)).toMatchObject({ completed: true, position: { epoch: 1, batch: 0 } });
+
+    const step1 = path.join(tmp, 'distill1');
+    r = run('pretrain', '--recipe', 'distill', '--step', '1', '--teacher', `${teacher}/checkpoint.pth`, '--teacher-arch', 'resnet18',
+      '--epochs', '1', ...small, '--out', step1);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/done in \d+ s; checkpoint/);
+    const step2 = path.join(tmp, 'distill2');
+    r = run('pretrain', '--recipe', 'contrastive+distill', '--init', `${step1}/checkpoint.pth`, '--teacher', `${teacher}/checkpoint.pth`,
+      '--teacher-arch', 'resnet18', '--epochs', '2', ...small, '--out', step2, '--json');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const summary = JSON.parse(r.stdout);
+    expect(summary.epochs).toHaveLength(2);
+    expect(summary.epochs[0].contrastive).toBeGreaterThan(0);
+    expect(summary.calibration.teacher.entropy).toBeGreaterThan(0);
+    for (const file of ['checkpoint.pth', 'config.json', 'metrics.jsonl', 'loss.png', 'calibration-entropy.png', 'calibration-max-probability.png']) {
+      expect(fs.existsSync(path.join(step2, file))).toBe(true);
+    }
+    expect(fs.readdirSync(step2).some((f) => f.startsWith('events.out.tfevents.'))).toBe(true);
+    expect(readMetrics(path.join(step2, 'metrics.jsonl'), { kind: 'step' })).toHaveLength(16);
+  });
+
+  test('SIGINT stops after the step in flight with a checkpoint; --resume finishes the run', async () => {
+    const out = path.join(tmp, 'interrupted');
+    const args = [cli, 'pretrain', '--recipe', 'contrastive', '--epochs', '6', ...small, '--out', out];
+    const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, S2BNN_NUM_THREADS: '2' } });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    // Interrupt once the first steps are on disk.
+    const metrics = path.join(out, 'metrics.jsonl');
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').split('\n').length > 3) {
+          clearInterval(poll);
+          child.kill('SIGINT');
+          resolve();
+        }
+      }, 50);
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/stopped at epoch 1, batch \d+; checkpoint .*continue with the same command and --resume/);
+    const saved = (await Checkpoint.load(path.join(out, 'checkpoint.pth'))).toObject() as Map<string, unknown>;
+    const run1 = JSON.parse(saved.get('s2bnn') as string);
+    expect(run1.batch).toBeGreaterThan(0);
+
+    const r = run('pretrain', '--recipe', 'contrastive', '--epochs', '6', ...small, '--out', out, '--resume', '--json');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(JSON.parse(r.stdout).completed).toBe(true);
+    const steps = readMetrics(metrics, { kind: 'step' }).map((m) => m.step);
+    expect(steps).toEqual(Array.from({ length: 48 }, (_, i) => i + 1));
+  });
+
+  test('bad flags are one clear line and exit code 2', () => {
+    const cases: [string[], RegExp][] = [
+      [['pretrain', '--recipe', 'simclr'], /--recipe must be moco-v2, contrastive, contrastive\+distill, distill; got 'simclr'/],
+      [['pretrain', '--recipe', 'distill'], /the distill recipe needs --teacher CKPT/],
+      [['pretrain', '--recipe', 'distill', '--teacher', '/nope.pth'], /--teacher: no such file '\/nope.pth'/],
+      [['pretrain', '--epochs', '0'], /option '--epochs' must be a positive number, got '0'/],
+      [['pretrain', '--recipe', 'contrastive', '--batch-size', '96', '--queue-size', '1000'], /must be a multiple of --batch-size/],
+      [['pretrain', '--recipe', 'contrastive', '--data', '/no/such/dir'], /--data: '\/no\/such\/dir' is neither 'fashion-mnist' nor an existing folder/],
+      [['lincls'], /lincls needs --pretrained CKPT/],
+      [['eval', '--checkpoint', `${teacher}/checkpoint.pth`], /no linear head 'fc.weight'/],
+      [['reproduce', '--preset', 'huge'], /--preset must be default, full, smoke; got 'huge'/],
+    ];
+    for (const [args, message] of cases) {
+      const r = run(...args);
+      expect({ args, stderr: r.stderr.trim().split('\n').length }).toEqual({ args, stderr: 1 });
+      expect(r.stderr).toMatch(message);
+      expect(r.code).not.toBe(0);
+    }
+  });
+});
+
+describe('evaluation commands', () => {
+  test('lincls trains a head whose checkpoint eval scores identically; knn scores the backbone', async () => {
+    const student = path.join(tmp, 'distill2', 'checkpoint.pth');
+    const out = path.join(tmp, 'lincls');
+    let r = run('lincls', '--pretrained', student, '--subset', '512', '--epochs', '2', '--batch-size', '128', '--out', out, '--json');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const lincls = JSON.parse(r.stdout);
+    expect(lincls.top1).toBeGreaterThan(10); // 10 classes: above chance
+    expect(lincls.count).toBe(10000);
+
+    const logits = path.join(tmp, 'logits.safetensors');
+    r = run('eval', '--checkpoint', lincls.checkpoint, '--save-logits', logits, '--json');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const evaluated = JSON.parse(r.stdout);
+    expect(evaluated.top1).toBeCloseTo(lincls.top1, 5);
+    const saved = (await Checkpoint.load(logits)).toObject() as Map<string, Tensor>;
+    expect(saved.get('logits')!.shape).toEqual([10000, 10]);
+    expect(Array.from(saved.get('labels')!.toTypedArray().slice(0, 10) as BigInt64Array, Number)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+
+    r = run('knn', '--pretrained', `${teacher}/checkpoint.pth`, '--subset', '1000', '--json');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(JSON.parse(r.stdout)).toMatchObject({ k: 200, temperature: 0.07, count: 10000 });
+    expect(JSON.parse(r.stdout).top1).toBeGreaterThan(20);
+  });
+
+  test('eval reads a reference linear-eval checkpoint (DataParallel keys) as it is', async () => {
+    const lincls = (await Checkpoint.load(path.join(tmp, 'lincls', 'lincls.pth'))).transform({ addPrefix: 'module.' });
+    const file = path.join(tmp, 'reference-lincls.pth.tar');
+    await lincls.save(file);
+    const r = run('eval', '--checkpoint', file, '--json');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(JSON.parse(r.stdout).count).toBe(10000);
+  });
+});
+
+test('reproduce --preset smoke runs the whole experiment and writes the JSON table', () => {
+  const json = path.join(tmp, 'reproduce.json');
+  const r = run('reproduce', '--preset', 'smoke', '--out', path.join(tmp, 'reproduce'), '--json', json);
+  expect(r.code).toBe(0);
+  const result = JSON.parse(fs.readFileSync(json, 'utf8'));
+  expect(result.rows.map((row: { recipe: string }) => row.recipe)).toEqual(['moco-baseline', 'contrastive', 'contrastive+distill', 'distill']);
+  for (const row of result.rows) {
+    expect(row.top1).toBeGreaterThan(0);
+    expect(row.top5).toBeGreaterThanOrEqual(row.top1);
+    expect(row.paperTop1).toBeGreaterThan(40);
+  }
+  expect(result.teacherTop1).toBeGreaterThan(0);
+  expect(result.seconds).toBeGreaterThan(0);
+  expect(r.stdout).toMatch(/\| distill \| [\d.]+ \| [\d.]+ \| 61.51 \|/);
+});
+
+test('bench-step measures the native step against the PyTorch step', () => {
+  const { python } = pythonWithTorch();
+  const args = ['bench-step', '--recipe', 'distill', '--batch-size', '4', '--size', '32', '--steps', '1', '--teacher-arch', 'resnet18', '--json'];
+  const r = run(...(python ? args : [...args, '--no-python']));
+  expect([r.code, r.stderr]).toEqual([0, '']);
+  const figures = r.stdout.trim().split('\n').map((line) => JSON.parse(line));
+  expect(figures.map((f) => f.impl)).toEqual(python ? ['s2bnn', 'python-reference'] : ['s2bnn']);
+  for (const f of figures) {
+    expect(f.imagesPerSecond).toBeGreaterThan(0);
+    expect(f.peakBytes).toBeGreaterThan(0);
+  }
+});
