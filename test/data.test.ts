@@ -383,8 +383,8 @@ describe('augmentation draws', () => {
       const a = ours.toTypedArray() as Float32Array;
       let worst = 0;
       for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - reference[k].values[i]));
-      // Values in [0, 1] (or normalized, x ~4.4): float32 rounding differences only.
-      expect({ case: k, op: spec.op, worst: worst < 2e-5 }).toEqual({ case: k, op: spec.op, worst: true });
+      // Values in [0, 1] (or normalized, x ~4.4): float32 rounding differences only (about 1e-6 at most).
+      expect({ case: k, op: spec.op, worst: worst < 5e-6 }).toEqual({ case: k, op: spec.op, worst: true });
     });
   });
 
