@@ -87,7 +87,7 @@ async function main() {
     const transform = s.transforms[c.recipe](c.size, channels);
     const ours = emit({ case: c.name, impl: 's2bnn' }, await timeOurs(c.dataset, transform, c.batch));
     if (!pythonOk) continue;
-    for (const pipeline of ['pil', 'tensor']) {
+    for (const pipeline of ['pil', 'pil-moco', 'tensor']) {
       const result = timePython({ source: c.source, recipe: c.recipe, size: c.size, batch: c.batch, workers, pipeline });
       const base = emit({ case: c.name, impl: `torchvision-${pipeline}` }, result);
       process.stdout.write(`${JSON.stringify({ case: c.name, ratio: `s2bnn / torchvision-${pipeline}`, speedup: +(ours.imagesPerSecond / base.imagesPerSecond).toFixed(2) })}\n`);

@@ -5,12 +5,14 @@ Reads a JSON case on stdin:
   {"source": {"kind": "fashion-mnist", "cache": PATH, "images": N}
           | {"kind": "synthetic", "images": N, "height": H, "width": W, "channels": C},
    "recipe": "s2bnnLite" | "mocoV2", "size": S, "batch": B, "workers": W,
-   "pipeline": "pil" | "tensor"}
+   "pipeline": "pil" | "pil-moco" | "tensor"}
 and prints {"seconds": ..., "images": ...}.
 
-"pil" is the reference implementations' pipeline (PIL images, uint8 after every op); "tensor"
-runs torchvision's tensor transforms on float images with antialiased resizing, the semantics
-the native loader reproduces.
+"pil" is torchvision on PIL images (uint8 after every op), with torchvision's GaussianBlur;
+"pil-moco" is the MoCo v2 reference code's pipeline, which blurs with PIL's
+ImageFilter.GaussianBlur(radius=sigma) instead (faster, different semantics); "tensor" runs
+torchvision's tensor transforms on float images with antialiased resizing, the semantics the
+native loader reproduces.
 """
 import json
 import sys
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 import torch.utils.data
 import torchvision.transforms as T
-from PIL import Image
+from PIL import Image, ImageFilter
 
 case = json.load(sys.stdin)
 source = case['source']
@@ -44,11 +46,22 @@ else:
 size = case['size']
 jitter_p, blur_p = (0.6, 0.2) if case['recipe'] == 's2bnnLite' else (0.8, 0.5)
 kernel = max(3, 2 * round((0.1 * size - 1) / 2) + 1)
-pil = case['pipeline'] == 'pil'
+pil = case['pipeline'] in ('pil', 'pil-moco')
+
+
+class MocoGaussianBlur:
+    """moco/loader.py's GaussianBlur."""
+
+    def __call__(self, x):
+        sigma = np.random.uniform(0.1, 2.0)
+        return x.filter(ImageFilter.GaussianBlur(radius=sigma))
+
+
+blur = MocoGaussianBlur() if case['pipeline'] == 'pil-moco' else T.GaussianBlur(kernel, sigma=(0.1, 2.0))
 ops = [T.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True),
        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=jitter_p),
        T.RandomGrayscale(p=0.2),
-       T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=blur_p),
+       T.RandomApply([blur], p=blur_p),
        T.RandomHorizontalFlip()]
 if pil:
     transform = T.Compose(ops + [T.ToTensor(), T.Normalize(mean, std)])
