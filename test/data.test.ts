@@ -64,6 +64,16 @@ function dataset(n: number, h: number, w: number, c: number, classes = 5): InMem
   );
 }
 
+// The parity tests also need torchvision (Debian's python3-torchvision); missing, they are
+// skipped visibly, or fail where S2BNN_REQUIRE_PYTHON_TORCH=1 (CI).
+function withTorchvision(found: { python: string | null; reason: string }): { python: string | null; reason: string } {
+  if (!found.python) return found;
+  if (spawnSync(found.python, ['-c', 'import torchvision, PIL'], { encoding: 'utf8' }).status === 0) return found;
+  const reason = `${found.python} cannot import torchvision and PIL (install Debian's python3-torchvision)`;
+  if (process.env.S2BNN_REQUIRE_PYTHON_TORCH === '1') throw new Error(`S2BNN_REQUIRE_PYTHON_TORCH=1 but ${reason}`);
+  return { python: null, reason };
+}
+
 function list(t: Tensor): number[] {
   return Array.from(t.toTypedArray() as ArrayLike<number | bigint>, Number);
 }
@@ -287,7 +297,7 @@ describe('augmentation draws', () => {
     expect([plain.brightness, plain.contrast, plain.saturation, plain.hue, plain.sigma]).toEqual([1, 1, 1, 0, 0]);
   });
 
-  const python = pythonWithTorch();
+  const python = withTorchvision(pythonWithTorch());
   const parityTest = python.python ? test : test.skip;
   if (!python.python) console.warn(`skipping torchvision comparisons: ${python.reason}`);
 
