@@ -161,7 +161,9 @@ interface DataBindings {
   createLoader(dataset: DatasetHandle, options: Record<string, unknown>): LoaderHandle;
   dataTesting: {
     applyTransform(image: TensorHandle, spec: TransformOp & { channels?: number }): TensorHandle;
-    sampleAugment(options: AugmentOptions, where: Record<string, number>): AugmentParams[];
+    sampleAugment(options: AugmentOptions, where: Record<string, number>): {
+      crop: Int32Array; order: Int32Array; flags: Uint8Array; factors: Float64Array;
+    };
     defaultBlurKernelSize(size: number): number;
   };
 }
@@ -284,6 +286,10 @@ function makeBatch(raw: RawBatch): Batch {
   };
 }
 
+function closedError(): Error {
+  return Object.assign(new Error('the DataLoader was closed while a batch was pending'), { code: 'S2BNN_DISPOSED' });
+}
+
 function supersededError(epoch: number): Error {
   return Object.assign(new Error(`this iterator of epoch ${epoch} was superseded by a later epoch() call`), {
     code: 'S2BNN_DISPOSED',
@@ -348,7 +354,22 @@ export class DataLoader {
           done = true;
           throw supersededError(epoch);
         }
-        const raw = await this.handle.next();
+        let raw: RawBatch | null;
+        try {
+          raw = await this.handle.next();
+        } catch (err) {
+          // Superseded or closed: this iteration is over. Other errors (a sample that failed to
+          // load) end only the batch that hit them.
+          if (generation !== this.generation || (err as { code?: string }).code === 'S2BNN_DISPOSED') done = true;
+          throw err;
+        }
+        // A batch that was already on its way when a later epoch() or close() came is dropped
+        // too: a superseded or closed iterator never yields.
+        if (generation !== this.generation || this.handle.closed) {
+          done = true;
+          if (raw !== null) makeBatch(raw).dispose();
+          throw generation !== this.generation ? supersededError(epoch) : closedError();
+        }
         if (raw === null) {
           done = true;
           return { done: true, value: undefined };
@@ -394,7 +415,20 @@ export const dataTesting = {
   ): AugmentParams[] {
     // The draws do not depend on normalization; any valid mean/std will do.
     const withNorm = { mean: [0], std: [1], ...options };
-    return bindings().dataTesting.sampleAugment(withNorm, where as Record<string, number>);
+    const { crop, order, flags, factors } = bindings().dataTesting.sampleAugment(withNorm, where as Record<string, number>);
+    return Array.from({ length: flags.length / 4 }, (_, i) => ({
+      crop: Array.from(crop.subarray(4 * i, 4 * i + 4)) as AugmentParams['crop'],
+      jitter: flags[4 * i] === 1,
+      order: Array.from(order.subarray(4 * i, 4 * i + 4)) as AugmentParams['order'],
+      brightness: factors[5 * i],
+      contrast: factors[5 * i + 1],
+      saturation: factors[5 * i + 2],
+      hue: factors[5 * i + 3],
+      grayscale: flags[4 * i + 1] === 1,
+      blur: flags[4 * i + 2] === 1,
+      sigma: factors[5 * i + 4],
+      flip: flags[4 * i + 3] === 1,
+    }));
   },
   defaultBlurKernelSize(size: number): number {
     return bindings().dataTesting.defaultBlurKernelSize(size);

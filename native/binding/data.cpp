@@ -278,14 +278,19 @@ struct LoaderShared {
   DeliveryQueue queue;
   int64_t pending = 0;     // promises not yet settled
   bool released = false;   // the queue was released or finalized: no Ref/Unref/Release any more
+  // Set when the handle was garbage collected: nothing can await its promises any more, and
+  // rejecting them would only raise unhandled rejections, so they resolve to null instead.
+  bool collected = false;
 };
 
 void deliver(Napi::Env env, Napi::Function, LoaderShared* shared, Delivery* delivery) {
   std::unique_ptr<Delivery> d(delivery);
   if (static_cast<napi_env>(env) == nullptr) return;  // the environment is being torn down
   if (--shared->pending == 0 && !shared->released) shared->queue.Unref(env);
-  if (d->error) {
+  if (d->error && !shared->collected) {
     d->deferred.Reject(coded_error(env, d->error).Value());
+  } else if (d->error) {
+    d->deferred.Resolve(env.Null());
   } else if (!d->batch) {
     d->deferred.Resolve(env.Null());
   } else {
@@ -314,7 +319,10 @@ class LoaderHandle : public Napi::ObjectWrap<LoaderHandle> {
   }
 
   explicit LoaderHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LoaderHandle>(info) {}
-  ~LoaderHandle() override { shutdown(); }
+  ~LoaderHandle() override {
+    if (shared_ && !closed_) shared_->collected = true;
+    shutdown();
+  }
 
   void attach(Napi::Env env, std::shared_ptr<data::Loader> loader) {
     shared_ = std::make_shared<LoaderShared>();
@@ -453,27 +461,6 @@ Napi::Value create_loader(const Napi::CallbackInfo& info) {
 }
 
 // ---- test entry points: one op with given parameters ------------------------------------------
-
-Napi::Object params_object(Napi::Env env, const data::AugmentParams& p) {
-  Napi::Object out = Napi::Object::New(env);
-  Napi::Array crop = Napi::Array::New(env, 4);
-  const int64_t box[4] = {p.crop.top, p.crop.left, p.crop.height, p.crop.width};
-  for (uint32_t i = 0; i < 4; ++i) crop.Set(i, Napi::Number::New(env, static_cast<double>(box[i])));
-  out.Set("crop", crop);
-  out.Set("jitter", Napi::Boolean::New(env, p.jitter));
-  Napi::Array order = Napi::Array::New(env, 4);
-  for (uint32_t i = 0; i < 4; ++i) order.Set(i, Napi::Number::New(env, p.order[i]));
-  out.Set("order", order);
-  out.Set("brightness", Napi::Number::New(env, p.brightness));
-  out.Set("contrast", Napi::Number::New(env, p.contrast));
-  out.Set("saturation", Napi::Number::New(env, p.saturation));
-  out.Set("hue", Napi::Number::New(env, p.hue));
-  out.Set("grayscale", Napi::Boolean::New(env, p.grayscale));
-  out.Set("blur", Napi::Boolean::New(env, p.blur));
-  out.Set("sigma", Napi::Number::New(env, p.sigma));
-  out.Set("flip", Napi::Boolean::New(env, p.flip));
-  return out;
-}
 
 data::CropBox box_field(Napi::Env env, const Napi::Object& o, const char* key, const data::CropBox& fallback) {
   const auto v = field(o, key);
@@ -621,8 +608,9 @@ Napi::Value apply_transform(const Napi::CallbackInfo& info) {
   });
 }
 
-// sampleAugment(options, {seed, epoch, view, height, width, count}) -> the parameters drawn for
-// samples 0..count-1, exactly as the loader draws them.
+// sampleAugment(options, {seed, epoch, view, height, width, first, count}) -> the parameters
+// drawn for samples first..first+count-1, exactly as the loader draws them, as columns of typed
+// arrays (one JS object per sample would cost more than the draws).
 Napi::Value sample_augment(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -640,11 +628,30 @@ Napi::Value sample_augment(const Napi::CallbackInfo& info) {
       throw_argument(env, "where needs seed, epoch, view, first >= 0, height, width >= 1 and 0 <= count <= 1e7");
     }
     argument_errors(env, [&] { t.validate(static_cast<int64_t>(t.augment.mean.size())); });
-    Napi::Array out = Napi::Array::New(env, static_cast<size_t>(count));
-    for (int64_t i = 0; i < count; ++i) {
-      data::Philox rng = data::sample_stream(static_cast<uint64_t>(seed), epoch, first + i, view);
-      out.Set(static_cast<uint32_t>(i), params_object(env, data::sample_augment(t.augment, rng, height, width)));
+    const size_t n = static_cast<size_t>(count);
+    Napi::Int32Array crop = Napi::Int32Array::New(env, 4 * n), order = Napi::Int32Array::New(env, 4 * n);
+    Napi::Uint8Array flags = Napi::Uint8Array::New(env, 4 * n);  // jitter, grayscale, blur, flip
+    Napi::Float64Array factors = Napi::Float64Array::New(env, 5 * n);  // b, c, s, h, sigma
+    for (size_t i = 0; i < n; ++i) {
+      data::Philox rng = data::sample_stream(static_cast<uint64_t>(seed), epoch, first + static_cast<int64_t>(i), view);
+      const data::AugmentParams p = data::sample_augment(t.augment, rng, height, width);
+      const int64_t box[4] = {p.crop.top, p.crop.left, p.crop.height, p.crop.width};
+      for (size_t k = 0; k < 4; ++k) {
+        crop[4 * i + k] = static_cast<int32_t>(box[k]);
+        order[4 * i + k] = p.order[k];
+      }
+      flags[4 * i] = p.jitter;
+      flags[4 * i + 1] = p.grayscale;
+      flags[4 * i + 2] = p.blur;
+      flags[4 * i + 3] = p.flip;
+      const double f[5] = {p.brightness, p.contrast, p.saturation, p.hue, p.sigma};
+      for (size_t k = 0; k < 5; ++k) factors[5 * i + k] = f[k];
     }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("crop", crop);
+    out.Set("order", order);
+    out.Set("flags", flags);
+    out.Set("factors", factors);
     return out;
   });
 }

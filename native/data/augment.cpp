@@ -80,13 +80,6 @@ inline float gray_of(float r, float g, float b) { return 0.2989f * r + 0.587f * 
 
 inline float clamp01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
 
-// torch.remainder(a, 1.0) for floats.
-inline float remainder1(float a) {
-  float m = std::fmod(a, 1.0f);
-  if (m != 0.0f && m < 0.0f) m += 1.0f;
-  return m;
-}
-
 // Reflect padding index ("reflect": the edge pixel is not repeated), for any offset.
 inline int64_t reflect(int64_t i, int64_t n) {
   if (n == 1) return 0;
@@ -256,6 +249,8 @@ void resample(const Image& input, int64_t channels, const CropBox& box, int64_t 
       }
     }
   }
+  // Vertical pass, row by row so the loops over x vectorize; each output still sums its taps in
+  // torch's order (t0 * w0, then + t_j * w_j).
   for (int64_t c = 0; c < C; ++c) {
     const float* plane = temp + c * rows * out_w;
     for (int64_t y = 0; y < out_h; ++y) {
@@ -263,11 +258,14 @@ void resample(const Image& input, int64_t channels, const CropBox& box, int64_t 
       const int64_t n = ws.y_count[y];
       const float* first = plane + (ws.y_start[y] - row_first) * out_w;
       float* dst = out + (c * out_h + y) * out_w;
-      for (int64_t x = 0; x < out_w; ++x) {
-        float acc = first[x] * w[0];
-        for (int64_t j = 1; j < n; ++j) acc += first[j * out_w + x] * w[j];
-        dst[flip ? out_w - 1 - x : x] = acc;
+      const float w0 = w[0];
+      for (int64_t x = 0; x < out_w; ++x) dst[x] = first[x] * w0;
+      for (int64_t j = 1; j < n; ++j) {
+        const float wj = w[j];
+        const float* src = first + j * out_w;
+        for (int64_t x = 0; x < out_w; ++x) dst[x] += src[x] * wj;
       }
+      if (flip) std::reverse(dst, dst + out_w);
     }
   }
 }
@@ -305,12 +303,18 @@ void adjust_saturation(float* img, int64_t c, int64_t h, int64_t w, double facto
   }
 }
 
-// torchvision's _rgb2hsv / _hsv2rgb, elementwise, in float.
+// torchvision's _rgb2hsv / _hsv2rgb, elementwise, in float. Written without branches or libm
+// calls (every quotient computed, then selected, as torch computes them) so it vectorizes.
 void adjust_hue(float* img, int64_t c, int64_t h, int64_t w, double factor) {
   if (c != 3) return;
   const int64_t hw = h * w;
   const float shift = static_cast<float>(factor);
   float *rp = img, *gp = img + hw, *bp = img + 2 * hw;
+  // floor() for |x| < 2^31 through truncation, which SSE2 vectorizes.
+  const auto floor_small = [](float x) {
+    const float t = static_cast<float>(static_cast<int32_t>(x));
+    return t > x ? t - 1.0f : t;
+  };
   for (int64_t i = 0; i < hw; ++i) {
     const float r = rp[i], g = gp[i], b = bp[i];
     const float maxc = std::max(r, std::max(g, b)), minc = std::min(r, std::min(g, b));
@@ -319,33 +323,37 @@ void adjust_hue(float* img, int64_t c, int64_t h, int64_t w, double factor) {
     const float s = cr / (eqc ? 1.0f : maxc);
     const float div = eqc ? 1.0f : cr;
     const float rc = (maxc - r) / div, gc = (maxc - g) / div, bc = (maxc - b) / div;
-    float hue;
-    if (maxc == r) {
-      hue = bc - gc;
-    } else if (maxc == g) {
-      hue = 2.0f + rc - bc;
-    } else {
-      hue = 4.0f + gc - rc;
-    }
-    hue = std::fmod(hue / 6.0f + 1.0f, 1.0f);
-    hue = remainder1(hue + shift);
+    const float hr = bc - gc, hg = 2.0f + rc - bc, hb = 4.0f + gc - rc;
+    float hue = maxc == r ? hr : (maxc == g ? hg : hb);
+    // fmod(hue / 6 + 1, 1), then torch.remainder(hue + shift, 1): a - floor(a) rounds exactly
+    // as both do here.
+    hue = hue / 6.0f + 1.0f;
+    hue = hue - floor_small(hue);
+    hue = hue + shift;
+    hue = hue - floor_small(hue);
     const float v = maxc;
     const float h6 = hue * 6.0f;
-    const float fi = std::floor(h6);
+    const float fi = floor_small(h6);
     const float f = h6 - fi;
-    const int sector = static_cast<int>(fi) % 6;
+    const float sector = fi == 6.0f ? 0.0f : fi;  // torch: int(floor(h * 6)) % 6
     const float p = clamp01(v * (1.0f - s));
     const float q = clamp01(v * (1.0f - s * f));
     const float t = clamp01(v * (1.0f - s * (1.0f - f)));
-    float nr, ng, nb;
-    switch (sector) {
-      case 0: nr = v; ng = t; nb = p; break;
-      case 1: nr = q; ng = v; nb = p; break;
-      case 2: nr = p; ng = v; nb = t; break;
-      case 3: nr = p; ng = q; nb = v; break;
-      case 4: nr = t; ng = p; nb = v; break;
-      default: nr = v; ng = p; nb = q; break;
-    }
+    // R, G, B per sector 0..5: (v q p p t v), (t v v q p p), (p p t v v q); one select per
+    // case keeps the loop free of control flow.
+    float nr = p, ng = p, nb = v;
+    nr = sector == 4.0f ? t : nr;
+    nr = sector == 1.0f ? q : nr;
+    nr = sector == 0.0f ? v : nr;
+    nr = sector == 5.0f ? v : nr;
+    ng = sector == 3.0f ? q : ng;
+    ng = sector == 1.0f ? v : ng;
+    ng = sector == 2.0f ? v : ng;
+    ng = sector == 0.0f ? t : ng;
+    nb = sector == 5.0f ? q : nb;
+    nb = sector == 2.0f ? t : nb;
+    nb = sector == 0.0f ? p : nb;
+    nb = sector == 1.0f ? p : nb;
     rp[i] = nr;
     gp[i] = ng;
     bp[i] = nb;
@@ -377,17 +385,24 @@ void gaussian_blur(float* img, int64_t c, int64_t h, int64_t w, int64_t kernel_s
   float* temp = ws.temp.data();
   for (int64_t ch = 0; ch < c; ++ch) {
     float* plane = img + ch * h * w;
+    // Horizontal pass: the interior tap by tap (vectorizes over x), the reflected borders per
+    // pixel; both sum the taps in order from 0.
+    const int64_t lo = std::min(half, w), hi = std::max(lo, w - half);
     for (int64_t y = 0; y < h; ++y) {
       const float* row = plane + y * w;
+      float* t = temp + y * w;
+      for (int64_t x = 0; x < w; ++x) t[x] = 0.0f;
+      for (int64_t j = 0; j < k; ++j) {
+        const float kj = kernel[j];
+        const int64_t shift = j - half;
+        for (int64_t x = lo; x < hi; ++x) t[x] += kj * row[x + shift];
+      }
       for (int64_t x = 0; x < w; ++x) {
+        if (x >= lo && x < hi) x = hi;
+        if (x >= w) break;
         float acc = 0.0f;
-        if (x >= half && x + half < w) {
-          const float* src = row + x - half;
-          for (int64_t j = 0; j < k; ++j) acc += kernel[j] * src[j];
-        } else {
-          for (int64_t j = 0; j < k; ++j) acc += kernel[j] * row[reflect(x + j - half, w)];
-        }
-        temp[y * w + x] = acc;
+        for (int64_t j = 0; j < k; ++j) acc += kernel[j] * row[reflect(x + j - half, w)];
+        t[x] = acc;
       }
     }
     for (int64_t y = 0; y < h; ++y) {

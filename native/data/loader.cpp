@@ -193,11 +193,20 @@ bool Loader::take_task(Task& task) {
   const int64_t s = options_.transform.output_size();
   slot->out.epoch = epoch_;
   slot->out.index = b;
-  for (int64_t v = 0; v < options_.views; ++v) {
-    slot->out.views.push_back(at::empty({slot->size, channels_, s, s}, at::kFloat));
+  try {
+    for (int64_t v = 0; v < options_.views; ++v) {
+      slot->out.views.push_back(at::empty({slot->size, channels_, s, s}, at::kFloat));
+    }
+    slot->out.labels = at::empty({slot->size}, at::kLong);
+    slot->out.indices = at::empty({slot->size}, at::kLong);
+  } catch (...) {
+    // Out of memory, most likely. This runs inside the workers' wait predicate, where an
+    // exception would end the process: the batch carries the error to its waiter instead, as
+    // one chunk that run_chunk skips.
+    slot->error = std::current_exception();
+    slot->unallocated = true;
+    slot->chunks = 1;
   }
-  slot->out.labels = at::empty({slot->size}, at::kLong);
-  slot->out.indices = at::empty({slot->size}, at::kLong);
   slots_.emplace(b, slot);
   task = Task{slot, slot->next_chunk++, generation_, epoch_, order_};
   return true;
@@ -205,6 +214,7 @@ bool Loader::take_task(Task& task) {
 
 void Loader::run_chunk(const Task& task, Workspace& ws) {
   Slot& slot = *task.slot;
+  if (slot.unallocated) return;
   const int64_t begin = task.chunk * chunk_size_, end = std::min(begin + chunk_size_, slot.size);
   const int64_t s = options_.transform.output_size();
   const int64_t plane = channels_ * s * s;

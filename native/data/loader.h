@@ -89,7 +89,8 @@ class Loader {
     int64_t batch = 0, first = 0, size = 0;  // positions [first, first + size) of the order
     int64_t chunks = 0, next_chunk = 0, done_chunks = 0;
     Batch out;
-    std::exception_ptr error;
+    std::exception_ptr error;  // written under mutex_
+    bool unallocated = false;  // set before the slot is published, never changed
   };
   struct Waiter {
     int64_t batch;
