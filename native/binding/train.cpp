@@ -81,6 +81,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
                            InstanceMethod<&TrainerHandle::parameter_names>("parameterNames"),
                            InstanceMethod<&TrainerHandle::optimizer_state>("optimizerState"),
                            InstanceMethod<&TrainerHandle::load_optimizer_state>("loadOptimizerState"),
+                           InstanceMethod<&TrainerHandle::fold>("fold"),
                        });
   }
 
@@ -120,6 +121,15 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
             }
           },
           [result](Napi::Env e) -> Napi::Value { return step_result(e, *result); });
+    });
+  }
+
+  Napi::Value fold(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      ensure_idle(env);
+      trainer->fold();
+      return env.Undefined();
     });
   }
 
@@ -229,6 +239,9 @@ Napi::Value create_trainer(const Napi::CallbackInfo& info) {
     options.distill_weight = optional_number(env, spec, "distillWeight", 1);
     options.key_groups = static_cast<int64_t>(optional_number(env, spec, "keyGroups", 8));
     options.seed = static_cast<uint64_t>(optional_number(env, spec, "seed", 0));
+    const Napi::Value mean = spec.Get("featureMean"), std = spec.Get("featureStd");
+    if (!mean.IsUndefined() && !mean.IsNull()) options.feature_mean = unwrap(env, mean, "featureMean");
+    if (!std.IsUndefined() && !std.IsNull()) options.feature_std = unwrap(env, std, "featureStd");
     auto trainer = std::make_shared<train::Trainer>(model, teacher, options, optimizer_options(env, spec.Get("optimizer")));
     Napi::Object handle = state(env).trainer_constructor.New({});
     TrainerHandle::Unwrap(handle)->trainer = std::move(trainer);

@@ -78,6 +78,26 @@ Trainer::Trainer(nn::ModelPtr model, nn::ModelPtr teacher, TrainerOptions option
   // reference builds its optimizer from model.parameters() (MoCo: encoder_q comes first, and
   // encoder_k never has gradients) or from the unfrozen ones (linear evaluation).
   std::vector<at::Tensor> params;
+  if (options_.feature_mean.defined() || options_.feature_std.defined()) {
+    TORCH_CHECK(options_.recipe == Recipe::Supervised, "trainer: feature standardization is for the supervised recipe");
+    const int64_t dim = model_->feature_dim();
+    TORCH_CHECK(options_.feature_mean.defined() && options_.feature_std.defined() &&
+                    options_.feature_mean.numel() == dim && options_.feature_std.numel() == dim,
+                "trainer: feature mean and std must both have ", dim, " values (the model's feature size)");
+    const auto named = model_->named_parameters();
+    const at::Tensor* fc = named.find("fc.weight");
+    TORCH_CHECK(fc && fc->dim() == 2 && fc->size(1) == dim, "trainer: a linear probe needs a model with a linear head 'fc'");
+    const at::TensorOptions float_on(fc->device());
+    options_.feature_mean = options_.feature_mean.to(fc->device(), at::kFloat).reshape({dim});
+    // A constant feature would divide by zero; it carries no information, so any scale works.
+    options_.feature_std = options_.feature_std.to(fc->device(), at::kFloat).reshape({dim}).clamp_min(1e-6);
+    probe_weight_ = (at::randn({fc->size(0), dim}, float_on.dtype(at::kFloat)) * 0.01).set_requires_grad(true);
+    probe_bias_ = at::zeros({fc->size(0)}, float_on.dtype(at::kFloat)).set_requires_grad(true);
+    params = {probe_weight_, probe_bias_};
+    parameter_names_ = {"fc.weight", "fc.bias"};
+    optimizer_ = std::make_unique<Optimizer>(std::move(params), optimizer);
+    return;
+  }
   const std::string prefix = student_ == model_.get() ? "" : "encoder_q.";
   for (const auto& p : student_->named_parameters()) {
     if (!p.value().requires_grad()) continue;
@@ -101,6 +121,18 @@ at::Tensor Trainer::encode_keys(const at::Tensor& keys) {
   }
   const at::Tensor shuffled = at::cat(encoded);
   return at::empty_like(shuffled).index_copy_(0, order, shuffled);
+}
+
+void Trainer::fold() {
+  TORCH_CHECK(probe_weight_.defined(), "trainer: fold() is for linear probes (feature standardization)");
+  at::NoGradGuard no_grad;
+  auto named = model_->named_parameters();
+  at::Tensor* weight = named.find("fc.weight");
+  at::Tensor* bias = named.find("fc.bias");
+  TORCH_CHECK(weight && bias, "trainer: the model has no linear head 'fc'");
+  const at::Tensor folded = probe_weight_ / options_.feature_std.unsqueeze(0);
+  weight->copy_(folded);
+  bias->copy_(probe_bias_ - folded.mv(options_.feature_mean));
 }
 
 StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor& labels) {
@@ -130,7 +162,17 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
   at::Tensor keys;
   if (recipe == Recipe::Supervised) {
     const at::Tensor target = labels.to(device, at::kLong, /*non_blocking=*/true);
-    const at::Tensor logits = student_->forward(inputs[0]);
+    at::Tensor logits;
+    if (probe_weight_.defined()) {
+      at::Tensor features;
+      {
+        at::NoGradGuard no_grad;
+        features = (student_->features(inputs[0]) - options_.feature_mean) / options_.feature_std;
+      }
+      logits = at::linear(features, probe_weight_, probe_bias_);
+    } else {
+      logits = student_->forward(inputs[0]);
+    }
     TORCH_CHECK(logits.dim() == 2, "step: the supervised recipe needs a model with a linear head");
     loss = at::cross_entropy_loss(logits, target);
     const auto [top1, top5] = topk_correct(logits.detach(), target);

@@ -36,6 +36,10 @@ struct TrainerOptions {
   // sub-batches, each normalized by its own BatchNorm statistics (see docs/training.md).
   int64_t key_groups = 8;
   uint64_t seed = 0;
+  // Supervised only: a linear probe on standardized features. The trainer owns a Linear over
+  // (features - mean) / std (init normal std 0.01, bias 0) and fold() writes the equivalent
+  // Linear over raw features into the model's `fc`; the backbone runs without autograd.
+  at::Tensor feature_mean, feature_std;
 };
 
 struct StepResult {
@@ -64,6 +68,9 @@ class Trainer {
   // the mode the caller set (linear evaluation trains a head over a backbone in eval mode).
   StepResult step(const std::vector<at::Tensor>& views, const at::Tensor& labels);
 
+  // Probe mode: writes weight / std and bias - (weight / std) . mean into the model's fc.
+  void fold();
+
   Optimizer& optimizer() { return *optimizer_; }
   const TrainerOptions& options() const { return options_; }
   // Steps taken; seeds each step's key permutation, so a resumed run repeats it exactly.
@@ -80,6 +87,7 @@ class Trainer {
   TrainerOptions options_;
   std::unique_ptr<Optimizer> optimizer_;
   std::vector<std::string> parameter_names_;
+  at::Tensor probe_weight_, probe_bias_;
   int64_t steps_ = 0;
 };
 
