@@ -9,7 +9,7 @@ import { Checkpoint, CheckpointFormat, formatForPath } from './checkpoint';
 import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native';
 import { getNumThreads, setNumThreads } from './tensor';
 import { Flags, UsageError, parseFlags, positiveInteger } from './cli/flags';
-import { REPRODUCE_USAGE, TRAIN_USAGE, evalCommand, knnCommand, linclsCommand, pretrainCommand, reproduceCommand } from './cli/train';
+import { REPRODUCE_USAGE, TRAIN_USAGE, evalCommand, finetuneCommand, knnCommand, linclsCommand, pretrainCommand, reproduceCommand } from './cli/train';
 
 const USAGE = `Usage: s2bnn <command> [options]
 
@@ -214,6 +214,7 @@ function parseDevice(flags: Flags): 'cpu' | 'cuda' {
 const COMMANDS: Record<string, (args: string[]) => void | number | Promise<void | number>> = {
   pretrain: pretrainCommand,
   lincls: linclsCommand,
+  finetune: finetuneCommand,
   knn: knnCommand,
   eval: evalCommand,
   reproduce: reproduceCommand,

@@ -43,3 +43,22 @@ export { InMemoryDataset, DataLoader, transforms, defaultNormalization, resolveT
 export type { AugmentOptions, Transform, LoaderOptions, Batch } from './data';
 export { loadFashionMnist, fashionMnistCachePath, FASHION_MNIST_CLASSES } from './datasets/fashion-mnist';
 export type { FashionMnist, FashionMnistOptions } from './datasets/fashion-mnist';
+export { Trainer, NonFiniteLossError, RECIPES } from './train/trainer';
+export type { Recipe, TrainerOptions, StepResult, OptimizerOptions, AdamOptions, SgdOptions } from './train/trainer';
+export { fit, TrainingError } from './train/loop';
+export type { BatchSource, BatchLike, Position, StepInfo, EpochInfo, FitOptions, FitResult, Callback } from './train/loop';
+export { learningRate, parseSchedule, SCHEDULES } from './train/schedule';
+export type { Schedule, ScheduleName } from './train/schedule';
+export { pretrain, defaultConfig, recipeDefaults, buildStudent, loadTeacher, PRETRAIN_RECIPES } from './train/pretrain';
+export type { PretrainConfig, PretrainRecipe, PretrainOptions, PretrainResult, Arch } from './train/pretrain';
+export {
+  evaluate, extractFeatures, knnAccuracy, knnEvaluate, linearEvaluation, loadBackbone, featureStatistics, fineTune, labelFraction,
+} from './train/evaluate';
+export type { Accuracy, EvaluationResult, KnnOptions, LinearEvalOptions, LinearEvalResult, FineTuneOptions } from './train/evaluate';
+export { encoderSpec, classifierFor } from './train/specs';
+export type { EncoderSpec } from './train/specs';
+export { reproduce, PRESETS, PAPER_TOP1, formatReproduceTable } from './train/reproduce';
+export type { ReproducePreset, ReproduceResult, ReproduceRow } from './train/reproduce';
+export { RunReporter } from './train/report';
+export { predictionStats, writeCalibrationPlots } from './train/calibration';
+export * as report from './report';

@@ -128,6 +128,17 @@ describe('evaluation commands', () => {
     expect(JSON.parse(r.stdout).top1).toBeGreaterThan(20);
   });
 
+  test('finetune trains the whole network on a class-balanced label fraction', () => {
+    const student = path.join(tmp, 'distill2', 'checkpoint.pth');
+    const r = run('finetune', '--pretrained', student, '--subset', '2000', '--label-fraction', '0.01', '--epochs', '2', '--out', path.join(tmp, 'ft'), '--json');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const result = JSON.parse(r.stdout);
+    expect(result.labelled).toBe(20); // 2 per class
+    expect(result.count).toBe(10000);
+    expect(result.top1).toBeGreaterThan(0);
+    expect(fs.existsSync(result.checkpoint)).toBe(true);
+  });
+
   test('eval reads a reference linear-eval checkpoint (DataParallel keys) as it is', async () => {
     const lincls = (await Checkpoint.load(path.join(tmp, 'lincls', 'lincls.pth'))).transform({ addPrefix: 'module.' });
     const file = path.join(tmp, 'reference-lincls.pth.tar');

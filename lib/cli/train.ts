@@ -7,7 +7,7 @@ import { Checkpoint, loadCheckpoint, saveCheckpoint } from '../checkpoint';
 import { transforms } from '../data';
 import { ResNetArch } from '../models';
 import { writeCalibrationPlots } from '../train/calibration';
-import { evaluate, extractFeatures, knnAccuracy, linearEvaluation, loadBackbone } from '../train/evaluate';
+import { evaluate, extractFeatures, fineTune, knnAccuracy, labelFraction, linearEvaluation, loadBackbone } from '../train/evaluate';
 import { Position } from '../train/loop';
 import { Arch, PRETRAIN_RECIPES, PretrainRecipe, defaultConfig, pretrain, recipeDefaults, usesMoco, usesTeacher } from '../train/pretrain';
 import { RunReporter } from '../train/report';
@@ -36,6 +36,10 @@ export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-
       --subset N, --workers N, --device, --json
       --no-standardize          train the Linear on raw features (PAPER.md's literal recipe; by
                                 default it trains on standardized features and folds them in)
+  finetune --pretrained CKPT [options] semi-supervised fine-tuning of the whole network on a
+                                class-balanced label fraction, then top-1/top-5
+      --label-fraction F (0.01 or 0.1; default 0.1), --epochs N (30), --lr X (0.01, SGD,
+      cosine), --batch-size N (256), --out DIR, --subset N, --workers N, --device, --json
   knn --pretrained CKPT [options]      weighted kNN accuracy (k 200, T 0.07) of the backbone features
       --data, --k N, --temperature X, --batch-size N, --subset N, --json
   eval --checkpoint CKPT [options]     top-1/top-5 of a classifier (lincls output or a reference
@@ -265,6 +269,44 @@ function testTransform(dataset: OpenedData, resize?: number, crop?: number) {
   // Small datasets are evaluated at their native size; ImageNet-like ones as resize 256 + crop 224.
   const c = crop ?? dataset.size;
   return transforms.evaluation(resize ?? (dataset.stem === 'small' ? c : Math.round((c * 256) / 224)), c, dataset.channels);
+}
+
+export async function finetuneCommand(args: string[]): Promise<void> {
+  const flags = parseFlags(args, { ...COMMON, pretrained: 'string', epochs: 'number', 'batch-size': 'number', lr: 'number', out: 'string', 'label-fraction': 'number' });
+  const pretrained = existingFile(flags, 'pretrained');
+  if (!pretrained) throw new UsageError('finetune needs --pretrained CKPT');
+  const fraction = optionalNumber(flags, 'label-fraction') ?? 0.1;
+  if (fraction > 1) throw new UsageError(`--label-fraction must be in (0, 1], got ${fraction}`);
+  const dataset = await data(flags);
+  const { model, spec } = await pretrainedClassifier(pretrained, dataset);
+  if (device(flags) === 'cuda') model.to('cuda');
+  const labels = dataset.train.labels();
+  const labelled = dataset.train.subset(labelFraction(labels.toTypedArray() as BigInt64Array, fraction));
+  labels.dispose();
+  const epochs = positiveInteger(flags, 'epochs') ?? 30;
+  const batchSize = Math.min(positiveInteger(flags, 'batch-size') ?? 256, labelled.length);
+  const out = optionalString(flags, 'out') ?? path.join(path.dirname(pretrained), `finetune-${fraction}`);
+  const json = flags.json === true;
+  const workers = positiveInteger(flags, 'workers');
+  const seed = optionalNumber(flags, 'seed') ?? 0;
+  const train = loader(labelled, { batchSize, transform: transforms.linearTrain(dataset.size, dataset.channels), train: true, seed, workers });
+  const test = loader(dataset.test, { batchSize: 256, transform: testTransform(dataset), train: false, workers });
+  const reporter = new RunReporter({ out, epochs, stepsPerEpoch: train.batchesPerEpoch, batchSize, quiet: json, phase: 'finetune' });
+  if (!json) process.stderr.write(`s2bnn finetune: ${spec.arch} from ${pretrained}, ${labelled.length} labelled images (${fraction * 100} %), ${epochs} epochs -> ${out}\n`);
+  let result;
+  try {
+    result = await fineTune({ model, train, test, epochs, lr: optionalNumber(flags, 'lr'), onStepEnd: reporter.onStepEnd, onEpochEnd: reporter.onEpochEnd });
+    reporter.record(epochs - 1, { top1: result.top1, top5: result.top5 });
+  } finally {
+    reporter.close();
+    train.close();
+    test.close();
+  }
+  const file = path.join(out, 'finetune.pth');
+  await saveCheckpoint(file, { epoch: epochs, arch: spec.arch, state_dict: model.stateDict(), best_acc1: result.top1 });
+  const summary = { top1: result.top1, top5: result.top5, count: result.count, labelled: labelled.length, checkpoint: file };
+  if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  else process.stdout.write(`top-1 ${result.top1.toFixed(2)}  top-5 ${result.top5.toFixed(2)}  (${labelled.length} labelled images; ${file})\n`);
 }
 
 export async function knnCommand(args: string[]): Promise<void> {

@@ -271,3 +271,60 @@ export async function linearEvaluation(options: LinearEvalOptions): Promise<Line
   const accuracy = await evaluate(model, options.test);
   return { top1: accuracy.top1, top5: accuracy.top5, count: accuracy.count, fit: result };
 }
+
+/** The first `fraction` of each class's samples (at least one each): the 1 % / 10 % label splits. */
+export function labelFraction(labels: ArrayLike<number | bigint>, fraction: number): Int32Array {
+  if (!(fraction > 0 && fraction <= 1)) throw new Error(`the label fraction must be in (0, 1], got ${fraction}`);
+  const byClass = new Map<number, number[]>();
+  for (let i = 0; i < labels.length; i++) {
+    const c = Number(labels[i]);
+    if (!byClass.has(c)) byClass.set(c, []);
+    byClass.get(c)!.push(i);
+  }
+  const picked: number[] = [];
+  for (const indices of byClass.values()) picked.push(...indices.slice(0, Math.max(1, Math.round(indices.length * fraction))));
+  return Int32Array.from(picked.sort((a, b) => a - b));
+}
+
+export interface FineTuneOptions {
+  /** A classifier whose backbone holds the pre-trained weights (see loadBackbone). */
+  model: Model;
+  /** The labelled subset, with the training augmentation. */
+  train: BatchSource;
+  test: BatchSource;
+  /** Default 30. */
+  epochs?: number;
+  /** SGD, momentum 0.9, cosine schedule; default lr 0.01, no weight decay. */
+  lr?: number;
+  weightDecay?: number;
+  onStepEnd?: Callback<StepInfo>;
+  onEpochEnd?: Callback<EpochInfo>;
+}
+
+/**
+ * Semi-supervised fine-tuning: the whole network trains (BatchNorm in training mode) on a labelled
+ * fraction of the data, then top-1/top-5 on `test`.
+ */
+export async function fineTune(options: FineTuneOptions): Promise<LinearEvalResult> {
+  const { model } = options;
+  model.freeze({ except: [''] }); // every name has the empty prefix: nothing stays frozen
+  model.train();
+  const trainer = new Trainer({
+    model,
+    recipe: 'supervised',
+    optimizer: { kind: 'sgd', lr: options.lr ?? 0.01, momentum: 0.9, weightDecay: options.weightDecay ?? 0 },
+  });
+  const result = await fit({
+    trainer,
+    data: options.train,
+    epochs: options.epochs ?? 30,
+    schedule: { kind: 'cosine' },
+    onStepEnd: options.onStepEnd,
+    onEpochEnd: async (info) => {
+      model.train();
+      return options.onEpochEnd?.(info);
+    },
+  });
+  const accuracy = await evaluate(model, options.test);
+  return { top1: accuracy.top1, top5: accuracy.top5, count: accuracy.count, fit: result };
+}

@@ -52,7 +52,9 @@ std::pair<int64_t, int64_t> topk_correct(const at::Tensor& scores, const at::Ten
   TORCH_CHECK(target.dim() == 1 && target.size(0) == scores.size(0), "targets must be [", scores.size(0), "], got ",
               target.sizes());
   const at::Tensor target_score = scores.gather(1, target.to(scores.device(), at::kLong).unsqueeze(1));
-  const at::Tensor rank = scores.gt(target_score).sum(1);
+  // Ties count against the target (minus the target itself): a collapsed encoder, whose keys are
+  // all equal, must not score 100 %.
+  const at::Tensor rank = scores.ge(target_score).sum(1) - 1;
   return {rank.eq(0).sum().item<int64_t>(), rank.lt(5).sum().item<int64_t>()};
 }
 

@@ -92,8 +92,8 @@ class Trainer {
 };
 
 // Rows whose target scores first / within the first five, counted: a row's rank is the number of
-// entries strictly above its target's (ties count in the target's favour). `target` is a class
-// index per row; scores [N, C].
+// other entries at or above its target's score (ties count against it). `target` is a class index
+// per row; scores [N, C].
 std::pair<int64_t, int64_t> topk_correct(const at::Tensor& scores, const at::Tensor& target);
 
 }  // namespace s2bnn::train
