@@ -242,6 +242,18 @@ const parityCases: [string, ParityCase][] = [
   });
 });
 
+test('slim ResNet teachers scale every stage width and keep torchvision names', () => {
+  const slim = resnet('resnet18', { width: 0.25, inChannels: 1, stem: 'small' });
+  const full = resnet('resnet18', { inChannels: 1, stem: 'small' });
+  const state = slim.stateDict();
+  expect(state.get('conv1.weight')!.shape).toEqual([16, 1, 3, 3]);
+  expect(state.get('layer4.1.conv2.weight')!.shape).toEqual([128, 128, 3, 3]);
+  expect([...state.keys()]).toEqual([...full.stateDict().keys()]);
+  expect(slim.featureDim).toBe(128);
+  expect(slim.complexity(28).flops).toBeLessThan(full.complexity(28).flops / 10);
+  expect(() => resnet('resnet18', { width: 0 })).toThrow(/width must be in \(0, 16\]/);
+});
+
 describe('training loop', () => {
   test('schedules follow PAPER.md', () => {
     expect(learningRate({ kind: 'linear' }, 3e-4, 0, 200)).toBeCloseTo(3e-4);
