@@ -15,6 +15,7 @@ import { PRESETS, formatReproduceTable, reproduce } from '../train/reproduce';
 import { SCHEDULES } from '../train/schedule';
 import { classifierFor, encoderSpec, headClasses } from '../train/specs';
 import { native } from '../native';
+import { setNumThreads } from '../tensor';
 import { Flags, FlagKind, UsageError, choice, optionalNumber, optionalString, parseFlags, positiveInteger } from './flags';
 import { OpenedData, loader, openData } from './data';
 
@@ -29,8 +30,9 @@ export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-
       --epochs N --batch-size N --lr X --wd X --schedule linear|cosine|step|constant
       --temperature X --distill-temperature X --queue-size K --moco-momentum M --dim D
       --key-groups G            single-device shuffle-BN sub-batches of the key batch (default 8)
-      --width W                 ReActNet-A width multiplier (default 1)
+      --width W                 width multiplier of ReActNet-A or the ResNet (default 1)
       --out DIR --resume --device cpu|cuda --workers N --seed N --subset N --json
+      --threads N               libtorch threads, in every training command (default: all cores)
   lincls --pretrained CKPT [options]   linear evaluation of a frozen backbone (PAPER.md)
       --data, --epochs N (100), --batch-size N (256), --lr X (0.1), --out DIR, --eval-every N,
       --subset N, --workers N, --device, --json
@@ -59,7 +61,10 @@ function device(flags: Flags): 'cpu' | 'cuda' {
   return value;
 }
 
+// Every training command opens its data first: the place to apply the shared --threads too.
 async function data(flags: Flags): Promise<OpenedData> {
+  const threads = positiveInteger(flags, 'threads');
+  if (threads !== undefined) setNumThreads(threads);
   return openData(optionalString(flags, 'data') ?? 'fashion-mnist', {
     subset: positiveInteger(flags, 'subset'),
     testSubset: positiveInteger(flags, 'test-subset'),
