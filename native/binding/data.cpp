@@ -1,9 +1,10 @@
-// Data bindings: in-memory datasets, the batching loader (next() -> Promise settled on the JS
+// Data bindings: in-memory datasets, ImageFolder trees, the batching loader (next() -> Promise settled on the JS
 // thread), and test entry points that apply one augmentation op with given parameters.
 #include <cstring>
 #include <optional>
 
 #include "../data/augment.h"
+#include "../data/image_folder.h"
 #include "../data/loader.h"
 #include "../data/source.h"
 #include "common.h"
@@ -160,6 +161,11 @@ Napi::Error coded_error(Napi::Env env, const std::exception_ptr& error) {
     std::rethrow_exception(error);
   } catch (const data::LoaderClosed& e) {
     return make_error(env, e.what(), kCodeDisposed);
+  } catch (const data::BadImage& e) {
+    Napi::Error out = make_error(env, e.what(), kCodeBadImage);
+    out.Set("path", Napi::String::New(env, e.path));
+    out.Set("reason", Napi::String::New(env, e.reason));
+    return out;
   } catch (const std::invalid_argument& e) {
     return make_error(env, e.what(), kCodeArgument);
   } catch (const c10::Error& e) {
@@ -204,7 +210,6 @@ class DatasetHandle : public Napi::ObjectWrap<DatasetHandle> {
   explicit DatasetHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DatasetHandle>(info) {}
 
   static Napi::Object create(Napi::Env env, std::shared_ptr<data::InMemorySource> source);
-  static std::shared_ptr<data::InMemorySource> source_of(Napi::Env env, const Napi::Value& value, const char* name);
 
   std::shared_ptr<data::InMemorySource> source;
 
@@ -237,14 +242,6 @@ Napi::Object DatasetHandle::create(Napi::Env env, std::shared_ptr<data::InMemory
   return handle;
 }
 
-std::shared_ptr<data::InMemorySource> DatasetHandle::source_of(Napi::Env env, const Napi::Value& value,
-                                                               const char* name) {
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(state(env).dataset_constructor.Value())) {
-    throw_argument(env, std::string(name) + " must be an in-memory dataset");
-  }
-  return Unwrap(value.As<Napi::Object>())->source;
-}
-
 Napi::Value create_in_memory_dataset(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -254,6 +251,115 @@ Napi::Value create_in_memory_dataset(const Napi::CallbackInfo& info) {
     auto source = argument_errors(env, [&] { return std::make_shared<data::InMemorySource>(images, labels, num_classes); });
     return DatasetHandle::create(env, std::move(source));
   });
+}
+
+// ---- ImageFolder ------------------------------------------------------------------------------
+
+class FolderHandle : public Napi::ObjectWrap<FolderHandle> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "FolderHandle",
+                       {
+                           InstanceAccessor<&FolderHandle::length>("length"),
+                           InstanceAccessor<&FolderHandle::channels>("channels"),
+                           InstanceAccessor<&FolderHandle::root>("root"),
+                           InstanceMethod<&FolderHandle::classes>("classes"),
+                           InstanceMethod<&FolderHandle::path>("path"),
+                           InstanceMethod<&FolderHandle::subset>("subset"),
+                           InstanceMethod<&FolderHandle::labels>("labels"),
+                           InstanceMethod<&FolderHandle::read>("read"),
+                       });
+  }
+
+  explicit FolderHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FolderHandle>(info) {}
+
+  static Napi::Object create(Napi::Env env, std::shared_ptr<data::ImageFolderSource> source) {
+    Napi::Object handle = state(env).folder_constructor.New({});
+    Unwrap(handle)->source = std::move(source);
+    return handle;
+  }
+
+  std::shared_ptr<data::ImageFolderSource> source;
+
+ private:
+  int64_t index_arg(Napi::Env env, const Napi::Value& value) {
+    const int64_t i = integer(env, value, "index");
+    if (i < 0 || i >= source->size()) {
+      throw_argument(env, "index must be in [0, " + std::to_string(source->size()) + "), got " + std::to_string(i));
+    }
+    return i;
+  }
+  Napi::Value length(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(source->size())); }
+  Napi::Value channels(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(source->channels()));
+  }
+  Napi::Value root(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), source->root()); }
+  Napi::Value classes(const Napi::CallbackInfo& info) {
+    Napi::Array out = Napi::Array::New(info.Env(), source->classes().size());
+    for (size_t i = 0; i < source->classes().size(); ++i) out.Set(static_cast<uint32_t>(i), source->classes()[i]);
+    return out;
+  }
+  Napi::Value path(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value { return Napi::String::New(env, source->path(index_arg(env, info[0]))); });
+  }
+  Napi::Value subset(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      const std::vector<int64_t> indices = index_list(env, info[0], "indices");
+      return create(env, argument_errors(env, [&] { return source->subset(indices); }));
+    });
+  }
+  Napi::Value labels(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      at::Tensor out = at::empty({source->size()}, at::kLong);
+      int64_t* data = out.data_ptr<int64_t>();
+      for (int64_t i = 0; i < source->size(); ++i) data[i] = source->label(i);
+      return wrap(info.Env(), out);
+    });
+  }
+  // read(i) -> Promise<uint8 [H, W, C]>: the decoded sample, as the loader sees it before the
+  // transform (C = channels, except CMYK JPEGs, which always decode to RGB).
+  Napi::Value read(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      const int64_t i = index_arg(env, info[0]);
+      auto src = source;
+      auto out = std::make_shared<at::Tensor>();
+      return run_async(
+          env, kCodeBadImage,
+          [src, i, out] {
+            const data::Image image = src->load(i);
+            *out = at::empty({image.height, image.width, image.channels}, at::kByte);
+            std::memcpy(out->data_ptr<uint8_t>(), image.pixels, static_cast<size_t>(out->numel()));
+          },
+          [out](Napi::Env env) -> Napi::Value { return wrap(env, *out); });
+    });
+  }
+};
+
+// openImageFolder(root, channels) -> Promise<FolderHandle>: the scan runs off the JS thread.
+Napi::Value open_image_folder(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const std::string root = string(env, info[0], "root");
+    const int64_t channels = integer(env, info[1], "channels");
+    if (channels != 1 && channels != 3) throw_argument(env, "channels must be 1 or 3, got " + std::to_string(channels));
+    auto out = std::make_shared<std::shared_ptr<data::ImageFolderSource>>();
+    return run_async(
+        env, kCodeDataset, [root, channels, out] { *out = std::make_shared<data::ImageFolderSource>(root, channels); },
+        [out](Napi::Env env) -> Napi::Value { return FolderHandle::create(env, *out); });
+  });
+}
+
+data::SourcePtr any_source_of(Napi::Env env, const Napi::Value& value, const char* name) {
+  if (value.IsObject() && value.As<Napi::Object>().InstanceOf(state(env).folder_constructor.Value())) {
+    return FolderHandle::Unwrap(value.As<Napi::Object>())->source;
+  }
+  if (value.IsObject() && value.As<Napi::Object>().InstanceOf(state(env).dataset_constructor.Value())) {
+    return DatasetHandle::Unwrap(value.As<Napi::Object>())->source;
+  }
+  throw_argument(env, std::string(name) + " must be an InMemoryDataset or an ImageFolder");
 }
 
 // ---- the loader -------------------------------------------------------------------------------
@@ -314,6 +420,7 @@ class LoaderHandle : public Napi::ObjectWrap<LoaderHandle> {
                            InstanceMethod<&LoaderHandle::start_epoch>("startEpoch"),
                            InstanceMethod<&LoaderHandle::next>("next"),
                            InstanceMethod<&LoaderHandle::epoch_order>("epochOrder"),
+                           InstanceMethod<&LoaderHandle::skipped>("skipped"),
                            InstanceMethod<&LoaderHandle::close>("close"),
                        });
   }
@@ -421,6 +528,19 @@ class LoaderHandle : public Napi::ObjectWrap<LoaderHandle> {
     });
   }
 
+  Napi::Value skipped(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    const std::vector<data::Skipped> list = shared_->loader->skipped();
+    Napi::Array out = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("path", list[i].path);
+      entry.Set("reason", list[i].reason);
+      out.Set(static_cast<uint32_t>(i), entry);
+    }
+    return out;
+  }
+
   Napi::Value close(const Napi::CallbackInfo& info) {
     shutdown();
     return info.Env().Undefined();
@@ -433,7 +553,7 @@ class LoaderHandle : public Napi::ObjectWrap<LoaderHandle> {
 Napi::Value create_loader(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    auto source = DatasetHandle::source_of(env, info[0], "dataset");
+    auto source = any_source_of(env, info[0], "dataset");
     const Napi::Object o = object_arg(env, info[1], "options");
     data::LoaderOptions options;
     const auto batch = field(o, "batchSize");
@@ -453,6 +573,7 @@ Napi::Value create_loader(const Napi::CallbackInfo& info) {
     options.prefetch = int_field(env, o, "prefetch", "", 2);
     options.rank = int_field(env, o, "rank", "", 0);
     options.world_size = int_field(env, o, "worldSize", "", 1);
+    options.strict = bool_field(env, o, "strict", "", false);
     auto loader = argument_errors(env, [&] { return std::make_shared<data::Loader>(source, options); });
     Napi::Object handle = state(env).loader_constructor.New({});
     LoaderHandle::Unwrap(handle)->attach(env, std::move(loader));
@@ -671,6 +792,8 @@ void init_data(Napi::Env env, Napi::Object exports) {
   AddonState& s = state(env);
   s.dataset_constructor = Napi::Persistent(DatasetHandle::define(env));
   s.loader_constructor = Napi::Persistent(LoaderHandle::define(env));
+  s.folder_constructor = Napi::Persistent(FolderHandle::define(env));
+  exports.Set("openImageFolder", Napi::Function::New(env, open_image_folder));
   exports.Set("createInMemoryDataset", Napi::Function::New(env, create_in_memory_dataset));
   exports.Set("createLoader", Napi::Function::New(env, create_loader));
   Napi::Object testing = Napi::Object::New(env);

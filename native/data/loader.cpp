@@ -222,14 +222,48 @@ void Loader::run_chunk(const Task& task, Workspace& ws) {
   int64_t* indices = slot.out.indices.data_ptr<int64_t>();
   for (int64_t p = begin; p < end; ++p) {
     const int64_t index = (*task.order)[static_cast<size_t>(slot.first + p)];
-    labels[p] = source_->label(index);
-    indices[p] = index;
-    const Image image = source_->load(index);
+    int64_t used = index;
+    const Image image = load_or_substitute(*task.order, slot.first + p, used);
+    labels[p] = source_->label(used);
+    indices[p] = used;
     for (int64_t v = 0; v < options_.views; ++v) {
       float* out = slot.out.views[static_cast<size_t>(v)].data_ptr<float>() + p * plane;
       render(image, options_.transform, channels_, options_.seed, task.epoch, index, v, out, ws);
     }
   }
+}
+
+Image Loader::load_or_substitute(const std::vector<int64_t>& order, int64_t position, int64_t& used) {
+  const int64_t n = static_cast<int64_t>(order.size());
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t index = order[static_cast<size_t>((position + k) % n)];
+    if (known_bad(index)) continue;
+    try {
+      Image image = source_->load(index);
+      used = index;
+      return image;
+    } catch (const BadImage& bad) {
+      if (options_.strict) throw;
+      record_skip(index, bad);
+    }
+  }
+  throw std::runtime_error("no sample of this rank's epoch could be loaded; loader.skipped() lists why");
+}
+
+void Loader::record_skip(int64_t index, const BadImage& bad) {
+  std::lock_guard<std::mutex> lock(skipped_mutex_);
+  bad_indices_.insert(index);
+  if (bad_paths_.insert(bad.path).second) skipped_.push_back({bad.path, bad.reason});
+}
+
+bool Loader::known_bad(int64_t index) const {
+  std::lock_guard<std::mutex> lock(skipped_mutex_);
+  return bad_indices_.count(index) > 0;
+}
+
+std::vector<Skipped> Loader::skipped() const {
+  std::lock_guard<std::mutex> lock(skipped_mutex_);
+  return skipped_;
 }
 
 void Loader::collect_ready(std::vector<Ready>& ready) {

@@ -14,6 +14,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -32,6 +34,15 @@ struct LoaderOptions {
   int64_t workers = 0;   // 0: std::thread::hardware_concurrency()
   int64_t prefetch = 2;  // batches assembled ahead of the consumer
   int64_t rank = 0, world_size = 1;
+  // A sample whose load() throws BadImage fails its batch (true) or is replaced (false): by the
+  // next sample of the epoch order that loads, keeping its own label and index but the replaced
+  // sample's random draws, so batch shapes and the rest of the epoch do not change.
+  bool strict = false;
+};
+
+// A sample the loader skipped, with why.
+struct Skipped {
+  std::string path, reason;
 };
 
 struct Batch {
@@ -80,6 +91,9 @@ class Loader {
   // Blocking form: the batch, nullopt at the end; rethrows workers' errors and LoaderClosed.
   std::optional<Batch> next();
 
+  // Every sample skipped so far (each file once, in the order first met).
+  std::vector<Skipped> skipped() const;
+
   // Stops the workers (waits for chunks in progress) and fails outstanding waiters. Idempotent;
   // must not be called from a callback.
   void close();
@@ -112,6 +126,11 @@ class Loader {
   void work();
   bool take_task(Task& task);  // with mutex_ held
   void run_chunk(const Task& task, Workspace& ws);
+  // The image of order position `position`, or, when it is bad and not strict, of the next good
+  // position (cyclically); `used` receives the sample index actually loaded.
+  Image load_or_substitute(const std::vector<int64_t>& order, int64_t position, int64_t& used);
+  void record_skip(int64_t index, const BadImage& bad);
+  bool known_bad(int64_t index) const;
   void collect_ready(std::vector<Ready>& ready);  // with mutex_ held
   static void fire(std::vector<Ready>& ready);
 
@@ -130,6 +149,11 @@ class Loader {
   std::map<int64_t, std::shared_ptr<Slot>> slots_;
   std::deque<Waiter> waiters_;
   std::vector<std::thread> threads_;
+
+  mutable std::mutex skipped_mutex_;
+  std::vector<Skipped> skipped_;
+  std::set<int64_t> bad_indices_;  // decoding is deterministic: a bad sample stays bad
+  std::set<std::string> bad_paths_;  // a subset may list one file at several positions
 };
 
 }  // namespace s2bnn::data

@@ -1,12 +1,13 @@
 // Image sources: what the loader reads samples from. The loader only needs size(), label(i) and
 // load(i) -> an HWC uint8 image of any size, so in-memory tensors (this file) and decoded files
-// (ImageFolder, later) plug into the same batching and augmentation.
+// (image_folder.h) plug into the same batching and augmentation.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,15 @@ struct Image {
   uint8_t at(int64_t y, int64_t x, int64_t c) const { return pixels[(y * width + x) * channels + c]; }
 };
 
+// A sample that cannot be decoded (unreadable, empty, truncated or not an image). The loader
+// catches exactly this type to skip the sample; any other exception from load() fails the batch.
+class BadImage : public std::runtime_error {
+ public:
+  BadImage(std::string path, std::string reason)
+      : std::runtime_error(path + ": " + reason), path(std::move(path)), reason(std::move(reason)) {}
+  std::string path, reason;
+};
+
 class ImageSource {
  public:
   virtual ~ImageSource() = default;
@@ -38,7 +48,8 @@ class ImageSource {
   // Channels of every sample after conversion (1 or 3): load() may return 1, 3 or 4 (RGBA)
   // channels; the transforms convert as PIL's convert('L' / 'RGB') would.
   virtual int64_t channels() const = 0;
-  // Called concurrently from the loader's workers: must be thread-safe.
+  // Called concurrently from the loader's workers: must be thread-safe. Throws BadImage for a
+  // sample that cannot be decoded.
   virtual Image load(int64_t i) const = 0;
 };
 
