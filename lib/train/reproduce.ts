@@ -7,7 +7,7 @@ import * as path from 'path';
 import { DataLoader, Dataset, Transform, transforms } from '../data';
 import { loadCheckpoint } from '../checkpoint';
 import { Callback, EpochInfo, StepInfo } from './loop';
-import { linearEvaluation, loadBackbone } from './evaluate';
+import { labelFraction, linearEvaluation, loadBackbone } from './evaluate';
 import { PretrainConfig, PretrainRecipe, defaultConfig, pretrain, usesMoco } from './pretrain';
 import { classifierFor, encoderSpec } from './specs';
 
@@ -122,6 +122,16 @@ export interface ReproduceOptions {
   signal?: AbortSignal;
 }
 
+/** About `count` samples with every class keeping its share, whatever the dataset's order. */
+function balancedSubset(dataset: Dataset, count: number): Dataset {
+  const labels = dataset.labels();
+  try {
+    return dataset.subset(labelFraction(labels.toTypedArray() as BigInt64Array, count / dataset.length));
+  } finally {
+    labels.dispose();
+  }
+}
+
 export async function reproduce(options: ReproduceOptions): Promise<ReproduceResult> {
   const { preset, data } = options;
   const started = Date.now();
@@ -129,7 +139,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const seed = options.seed ?? 0;
   const train =
     preset.trainImages !== undefined && preset.trainImages < data.train.length
-      ? data.train.subset(Int32Array.from({ length: preset.trainImages }, (_, i) => i))
+      ? balancedSubset(data.train, preset.trainImages)
       : data.train;
   const base: Partial<PretrainConfig> = {
     stem: data.stem,
