@@ -167,7 +167,8 @@ export class Trainer {
 
   /**
    * torch.optim's state_dict: {state: {index: {...}}, param_groups: [{..., params: [0..n-1]}]}.
-   * Tensors are copies, safe to save while training goes on.
+   * Like Model.stateDict(), the tensors share memory with the live state: save them before the
+   * next step (the loop awaits its checkpoint writes) or clone them.
    */
   optimizerStateDict(): Map<string, PyValue> {
     const state = new Map<number, PyValue>();
@@ -175,9 +176,9 @@ export class Trainer {
       const s = new Map<string, PyValue>();
       // torch >= 1.12 keeps Adam's step as a float32 scalar tensor.
       if (entry.step !== undefined) s.set('step', tensor(new Float32Array([entry.step]), { shape: [] }));
-      if (entry.expAvg) s.set('exp_avg', new Tensor(entry.expAvg).clone());
-      if (entry.expAvgSq) s.set('exp_avg_sq', new Tensor(entry.expAvgSq).clone());
-      if (entry.momentumBuffer) s.set('momentum_buffer', new Tensor(entry.momentumBuffer).clone());
+      if (entry.expAvg) s.set('exp_avg', new Tensor(entry.expAvg));
+      if (entry.expAvgSq) s.set('exp_avg_sq', new Tensor(entry.expAvgSq));
+      if (entry.momentumBuffer) s.set('momentum_buffer', new Tensor(entry.momentumBuffer));
       if (s.size > 0) state.set(index, s);
     });
     const o = this.optimizerOptions;

@@ -46,16 +46,22 @@ const char* recipe_name(Recipe recipe) {
   return "?";
 }
 
-std::pair<int64_t, int64_t> topk_correct(const at::Tensor& scores, const at::Tensor& target) {
+at::Tensor topk_hits(const at::Tensor& scores, const at::Tensor& target_score) {
   at::NoGradGuard no_grad;
-  TORCH_CHECK(scores.dim() == 2, "scores must be [N, C], got ", scores.sizes());
-  TORCH_CHECK(target.dim() == 1 && target.size(0) == scores.size(0), "targets must be [", scores.size(0), "], got ",
-              target.sizes());
-  const at::Tensor target_score = scores.gather(1, target.to(scores.device(), at::kLong).unsqueeze(1));
   // Ties count against the target (minus the target itself): a collapsed encoder, whose keys are
   // all equal, must not score 100 %.
   const at::Tensor rank = scores.ge(target_score).sum(1) - 1;
-  return {rank.eq(0).sum().item<int64_t>(), rank.lt(5).sum().item<int64_t>()};
+  return at::stack({rank.eq(0).sum(), rank.lt(5).sum()});
+}
+
+std::pair<int64_t, int64_t> topk_correct(const at::Tensor& scores, const at::Tensor& target) {
+  TORCH_CHECK(scores.dim() == 2, "scores must be [N, C], got ", scores.sizes());
+  TORCH_CHECK(target.dim() == 1 && target.size(0) == scores.size(0), "targets must be [", scores.size(0), "], got ",
+              target.sizes());
+  at::NoGradGuard no_grad;
+  const at::Tensor hits =
+      topk_hits(scores, scores.gather(1, target.to(scores.device(), at::kLong).unsqueeze(1))).to(at::kCPU);
+  return {hits[0].item<int64_t>(), hits[1].item<int64_t>()};
 }
 
 Trainer::Trainer(nn::ModelPtr model, nn::ModelPtr teacher, TrainerOptions options, OptimizerOptions optimizer)
@@ -167,8 +173,10 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
 
   StepResult result;
   result.batch = batch;
-  at::Tensor loss;
-  at::Tensor keys;
+  at::Tensor loss, keys;
+  // Everything the step reports, still on the device: read back in one transfer (one sync on a
+  // GPU) before the backward, which needs the loss's value for the non-finite check anyway.
+  at::Tensor contrastive_part, distill_part, hits;
   if (recipe == Recipe::Supervised) {
     const at::Tensor target = labels.to(device, at::kLong, /*non_blocking=*/true);
     at::Tensor logits;
@@ -184,9 +192,8 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
     }
     TORCH_CHECK(logits.dim() == 2, "step: the supervised recipe needs a model with a linear head");
     loss = at::cross_entropy_loss(logits, target);
-    const auto [top1, top5] = topk_correct(logits.detach(), target);
-    result.acc1 = static_cast<double>(top1) / batch;
-    result.acc5 = static_cast<double>(top5) / batch;
+    const at::Tensor scores = logits.detach();
+    hits = topk_hits(scores, scores.gather(1, target.unsqueeze(1)));
   } else {
     model_->train(true);
     if (teacher_) teacher_->eval();
@@ -199,12 +206,9 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
         keys = encode_keys(inputs[1]);
       }
       const std::vector<at::Tensor> nce = ops::info_nce(query, keys, moco.queue, options_.temperature);
-      result.contrastive = nce[0].item<double>();
+      contrastive_part = nce[0].detach();
       loss = nce[0] * options_.contrastive_weight;
-      const at::Tensor positive = at::zeros({batch}, at::TensorOptions().dtype(at::kLong).device(device));
-      const auto [top1, top5] = topk_correct(nce[1], positive);
-      result.acc1 = static_cast<double>(top1) / batch;
-      result.acc5 = static_cast<double>(top5) / batch;
+      hits = topk_hits(nce[1], nce[1].narrow(1, 0, 1));  // the positive is column 0
     }
     if (distill) {
       at::Tensor target;
@@ -216,11 +220,27 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
       TORCH_CHECK(target.sizes() == query.sizes(), "step: the teacher's output ", target.sizes(),
                   " does not match the student's ", query.sizes(), " (both need an MLP head of the same dim)");
       const at::Tensor part = ops::distribution_loss(query, target, options_.distill_temperature);
-      result.distill = part.item<double>();
+      distill_part = part.detach();
       loss = loss.defined() ? loss + part * options_.distill_weight : part * options_.distill_weight;
     }
   }
-  result.loss = loss.item<double>();
+  {
+    std::vector<at::Tensor> values = {loss.detach().reshape({1}).to(at::kDouble)};
+    for (const at::Tensor* t : {&contrastive_part, &distill_part}) {
+      if (t->defined()) values.push_back(t->reshape({1}).to(at::kDouble));
+    }
+    if (hits.defined()) values.push_back(hits.to(at::kDouble) / static_cast<double>(batch));
+    const at::Tensor host = at::cat(values).to(at::kCPU);
+    const double* v = host.data_ptr<double>();
+    size_t next = 0;
+    result.loss = v[next++];
+    if (contrastive_part.defined()) result.contrastive = v[next++];
+    if (distill_part.defined()) result.distill = v[next++];
+    if (hits.defined()) {
+      result.acc1 = v[next++];
+      result.acc5 = v[next++];
+    }
+  }
   if (!std::isfinite(result.loss)) {
     std::string parts;
     if (contrastive) parts += "; contrastive " + describe(result.contrastive);

@@ -95,5 +95,8 @@ class Trainer {
 // other entries at or above its target's score (ties count against it). `target` is a class index
 // per row; scores [N, C].
 std::pair<int64_t, int64_t> topk_correct(const at::Tensor& scores, const at::Tensor& target);
+// The same counts as a tensor [2] on the scores' device (no host sync), given each row's target
+// score [N, 1].
+at::Tensor topk_hits(const at::Tensor& scores, const at::Tensor& target_score);
 
 }  // namespace s2bnn::train
