@@ -5,19 +5,10 @@ import * as path from 'path';
 
 import { DataLoader, Dataset, ImageFolder, Transform } from '../data';
 import { loadFashionMnist } from '../datasets/fashion-mnist';
+import { DatasetSplits } from '../train/reproduce';
 import { UsageError } from './flags';
 
-export interface OpenedData {
-  name: string;
-  train: Dataset;
-  test: Dataset;
-  channels: number;
-  /** Native image side: the training resolution of small datasets. */
-  size: number;
-  numClasses: number;
-  /** Stem for this resolution: 'small' keeps 28-64 px inputs at full resolution. */
-  stem: 'imagenet' | 'small';
-}
+export type OpenedData = DatasetSplits;
 
 export interface OpenDataOptions {
   subset?: number;

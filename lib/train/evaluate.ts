@@ -1,11 +1,12 @@
 // Evaluation protocols: accuracy of a classifier, feature extraction, weighted kNN, and the
 // paper's linear evaluation (PAPER.md): a frozen backbone in eval mode under a new Linear.
-import { Checkpoint, KeyTransform } from '../checkpoint';
+import { Checkpoint } from '../checkpoint';
 import { Model } from '../models';
 import { TensorHandle, native } from '../native';
 import { Tensor, cat, keep, randn, tidy, zeros } from '../tensor';
 import { BatchSource, Callback, EpochInfo, FitResult, StepInfo, fit } from './loop';
 import { Schedule } from './schedule';
+import { encoderState } from './specs';
 import { Trainer } from './trainer';
 
 interface EvalBindings {
@@ -149,22 +150,13 @@ export async function knnEvaluate(model: Model, train: BatchSource, test: BatchS
   }
 }
 
-/** The key transform that takes a pre-training checkpoint's backbone (any of s2bnn's or the reference's layouts). */
-export function backboneTransform(checkpoint: Checkpoint): KeyTransform {
-  const keys = [...checkpoint.stateDict().keys()];
-  return keys.some((k) => k.startsWith('encoder_q.') || k.startsWith('module.encoder_q.'))
-    ? { encoderQOnly: true }
-    : { stripPrefix: 'module.' };
-}
-
 /**
  * Loads a pre-trained backbone into `classifier` (a model with a fresh linear head `fc`): every
  * backbone weight must be found; the head is initialized as the protocol says (normal std 0.01,
  * bias 0). Returns the keys it ignored.
  */
 export function loadBackbone(classifier: Model, checkpoint: Checkpoint): string[] {
-  const transformed = checkpoint.transform(backboneTransform(checkpoint));
-  const entries = new Map([...transformed.stateDict()].filter(([k]) => !k.startsWith('fc.')));
+  const entries = new Map([...encoderState(checkpoint)].filter(([k]) => !k.startsWith('fc.')));
   const result = classifier.loadStateDict(entries, { strict: false });
   const missing = result.missing.filter((k) => !k.startsWith('fc.'));
   if (missing.length > 0) {

@@ -9,6 +9,7 @@ import { Model, ReActNetOptions, ResNetArch, ResNetOptions, moco, reactnetA, res
 import { Tensor } from '../tensor';
 import { BatchSource, Callback, EpochInfo, FitResult, Position, StepInfo, fit } from './loop';
 import { Schedule, ScheduleName, parseSchedule } from './schedule';
+import { encoderState } from './specs';
 import { OptimizerOptions, Recipe, Trainer } from './trainer';
 
 /**
@@ -95,7 +96,7 @@ export function nativeRecipe(recipe: PretrainRecipe): Recipe {
 export const usesTeacher = (recipe: PretrainRecipe): boolean => recipe === 'distill' || recipe === 'contrastive+distill';
 export const usesMoco = (recipe: PretrainRecipe): boolean => recipe !== 'distill';
 
-function encoderSpec(config: PretrainConfig): ({ arch: 'reactnet-a' } & ReActNetOptions) | ({ arch: ResNetArch } & ResNetOptions) {
+function encoderOptions(config: PretrainConfig): ({ arch: 'reactnet-a' } & ReActNetOptions) | ({ arch: ResNetArch } & ResNetOptions) {
   if (config.arch === 'reactnet-a') {
     return {
       arch: 'reactnet-a',
@@ -110,7 +111,7 @@ function encoderSpec(config: PretrainConfig): ({ arch: 'reactnet-a' } & ReActNet
 
 /** The network a recipe trains: a MoCo wrapper, or (distill) the encoder with its MLP head. */
 export function buildStudent(config: PretrainConfig): Model {
-  const spec = encoderSpec(config);
+  const spec = encoderOptions(config);
   if (usesMoco(config.recipe)) return moco(spec, { dim: config.dim, queueSize: config.queueSize });
   const head = { head: 'mlp' as const, mlpDim: config.dim };
   return spec.arch === 'reactnet-a' ? reactnetA({ ...spec, ...head }) : resnet(spec.arch, { ...spec, ...head });
@@ -118,12 +119,9 @@ export function buildStudent(config: PretrainConfig): Model {
 
 /** A frozen teacher encoder with its MLP head from a MoCo checkpoint (s2bnn's or the reference's) or a bare encoder's. */
 export async function loadTeacher(file: string, arch: ResNetArch, options: { dim: number; inChannels: number; stem: 'imagenet' | 'small' }): Promise<Model> {
-  const checkpoint = await loadCheckpoint(file);
-  const keys = [...checkpoint.stateDict().keys()];
-  const prefix = ['module.encoder_q.', 'encoder_q.', 'module.'].find((p) => keys.some((k) => k.startsWith(p)));
-  const encoder = prefix ? checkpoint.transform({ selectPrefix: prefix }) : checkpoint;
+  const encoder = encoderState(await loadCheckpoint(file));
   // Slim teachers (small-scale runs) are recognized by their stem width.
-  const stem = encoder.stateDict().get('conv1.weight');
+  const stem = encoder.get('conv1.weight');
   const width = stem ? stem.shape[0] / 64 : 1;
   const teacher = resnet(arch, { head: 'mlp', mlpDim: options.dim, inChannels: options.inChannels, stem: options.stem, width });
   try {
@@ -140,9 +138,13 @@ export function loadInit(student: Model, checkpoint: Checkpoint, file: string): 
   const state = checkpoint.stateDict();
   const studentIsMoco = [...student.stateDict().keys()].some((k) => k.startsWith('encoder_q.'));
   const initIsMoco = [...state.keys()].some((k) => k.startsWith('encoder_q.') || k.startsWith('module.encoder_q.'));
-  let source: Checkpoint = checkpoint.transform({ stripPrefix: 'module.' });
-  if (initIsMoco && !studentIsMoco) source = source.transform({ selectPrefix: 'encoder_q.' });
-  if (!initIsMoco && studentIsMoco) source = source.transform({ addPrefix: 'encoder_q.' });
+  // A MoCo init gives a MoCo student all of itself (key encoder and queue too); otherwise the
+  // query encoder is what carries over.
+  const source: Checkpoint | Map<string, Tensor> = !studentIsMoco
+    ? encoderState(checkpoint)
+    : initIsMoco
+      ? checkpoint.transform({ stripPrefix: 'module.' })
+      : new Map([...encoderState(checkpoint)].map(([k, v]) => [`encoder_q.${k}`, v]));
   const result = student.loadStateDict(source, { strict: false });
   const missing = result.missing.filter((k) => !k.startsWith('encoder_k.') && k !== 'queue' && k !== 'queue_ptr');
   if (missing.length > 0) {
@@ -193,12 +195,8 @@ async function restoreRun(file: string, student: Model, trainer: Trainer, config
       throw new Error(`--resume: the checkpoint was written with ${key} = ${run.config[key]}, this run has ${config[key]}`);
     }
   }
-  const state = checkpoint.stateDict();
-  const studentKeys = new Set(student.stateDict().keys());
-  const entries = [...studentKeys].some((k) => k.startsWith('encoder_q.'))
-    ? state
-    : new Map([...state].map(([k, v]) => [k.replace(/^encoder_q\./, ''), v]));
-  student.loadStateDict(entries);
+  const studentIsMoco = [...student.stateDict().keys()].some((k) => k.startsWith('encoder_q.'));
+  student.loadStateDict(studentIsMoco ? checkpoint.stateDict() : encoderState(checkpoint));
   trainer.loadOptimizerStateDict(root.get('optimizer') as PyValue);
   trainer.steps = run.steps;
   return { epoch: Number(root.get('epoch')), batch: run.batch };

@@ -78,13 +78,16 @@ export const PRESETS: Record<string, ReproducePreset> = {
   },
 };
 
-export interface ReproduceData {
+/** A dataset's two splits and what the networks need to know about its images. */
+export interface DatasetSplits {
   name: string;
   train: Dataset;
   test: Dataset;
   channels: number;
+  /** Image side the networks train and evaluate at. */
   size: number;
   numClasses: number;
+  /** Stem for this resolution: 'small' keeps 28-64 px inputs at full resolution. */
   stem: 'imagenet' | 'small';
 }
 
@@ -107,7 +110,7 @@ export interface ReproduceResult {
 
 export interface ReproduceOptions {
   preset: ReproducePreset;
-  data: ReproduceData;
+  data: DatasetSplits;
   out: string;
   workers?: number;
   seed?: number;

@@ -21,10 +21,17 @@ export function runConfig(checkpoint: Checkpoint): PretrainConfig | null {
   return (JSON.parse(root.get('s2bnn') as string) as { config?: PretrainConfig }).config ?? null;
 }
 
-function backboneKeys(state: Map<string, Tensor>): Map<string, Tensor> {
+/**
+ * The encoder's weights (head included) under plain names, from any layout a pre-training
+ * checkpoint comes in: a MoCo state dict (`encoder_q.*`, with or without DataParallel's
+ * `module.`), s2bnn's distill-only layout (`encoder_q.*`), or a bare encoder (`module.` or not).
+ */
+export function encoderState(checkpoint: Checkpoint): Map<string, Tensor> {
+  const state = checkpoint.stateDict();
   const strip = (k: string) => k.replace(/^module\./, '').replace(/^encoder_q\./, '');
-  const hasQ = [...state.keys()].some((k) => /^(module\.)?encoder_q\./.test(k));
-  return new Map([...state].filter(([k]) => !hasQ || /^(module\.)?encoder_q\./.test(k)).map(([k, v]) => [strip(k), v]));
+  const isQuery = (k: string) => /^(module\.)?encoder_q\./.test(k);
+  const hasQuery = [...state.keys()].some(isQuery);
+  return new Map([...state].filter(([k]) => !hasQuery || isQuery(k)).map(([k, v]) => [strip(k), v]));
 }
 
 /**
@@ -36,7 +43,7 @@ export function encoderSpec(checkpoint: Checkpoint, fallback: Partial<EncoderSpe
   if (config) {
     return { arch: config.arch, width: config.width, inChannels: config.inChannels, stem: config.stem, step: config.step };
   }
-  const state = backboneKeys(checkpoint.stateDict());
+  const state = encoderState(checkpoint);
   const stemConv = state.get('feature.0.conv1.weight');
   if (stemConv) {
     // Step 1 and step 2 have the same weights; only the run configuration tells them apart.
@@ -68,7 +75,7 @@ export function classifierFor(spec: EncoderSpec, numClasses: number): Model {
 
 /** The classes of a classifier checkpoint's linear head. */
 export function headClasses(checkpoint: Checkpoint): number {
-  const state = backboneKeys(checkpoint.stateDict());
+  const state = encoderState(checkpoint);
   const fc = state.get('fc.weight');
   if (!fc) throw new Error("the checkpoint has no linear head 'fc.weight' (is it a pre-training checkpoint? run lincls first)");
   return fc.shape[0];

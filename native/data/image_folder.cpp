@@ -207,17 +207,7 @@ Image ImageFolderSource::load(int64_t i) const {
 }
 
 std::shared_ptr<ImageFolderSource> ImageFolderSource::subset(const std::vector<int64_t>& indices) const {
-  auto map = std::make_shared<std::vector<int64_t>>();
-  map->reserve(indices.size());
-  for (size_t k = 0; k < indices.size(); ++k) {
-    const int64_t i = indices[k];
-    if (i < 0 || i >= size()) {
-      throw std::invalid_argument("indices[" + std::to_string(k) + "] = " + std::to_string(i) + " is outside [0, " +
-                                  std::to_string(size()) + ")");
-    }
-    map->push_back(base_index(i));
-  }
-  if (map->empty()) throw std::invalid_argument("indices must select at least one sample");
+  auto map = subset_map(indices, size(), [this](int64_t i) { return base_index(i); });
   std::shared_ptr<ImageFolderSource> out(new ImageFolderSource());
   out->base_ = base_;
   out->map_ = std::move(map);

@@ -51,18 +51,24 @@ Image InMemorySource::load(int64_t i) const {
   return image;
 }
 
-std::shared_ptr<InMemorySource> InMemorySource::subset(const std::vector<int64_t>& indices) const {
+std::shared_ptr<const std::vector<int64_t>> subset_map(const std::vector<int64_t>& indices, int64_t size,
+                                                       const std::function<int64_t(int64_t)>& base) {
   auto map = std::make_shared<std::vector<int64_t>>();
   map->reserve(indices.size());
   for (size_t k = 0; k < indices.size(); ++k) {
     const int64_t i = indices[k];
-    if (i < 0 || i >= size()) {
+    if (i < 0 || i >= size) {
       throw std::invalid_argument("indices[" + std::to_string(k) + "] = " + std::to_string(i) + " is outside [0, " +
-                                  std::to_string(size()) + ")");
+                                  std::to_string(size) + ")");
     }
-    map->push_back(base_index(i));
+    map->push_back(base(i));
   }
   if (map->empty()) throw std::invalid_argument("indices must select at least one sample");
+  return map;
+}
+
+std::shared_ptr<InMemorySource> InMemorySource::subset(const std::vector<int64_t>& indices) const {
+  auto map = subset_map(indices, size(), [this](int64_t i) { return base_index(i); });
   std::shared_ptr<InMemorySource> out(new InMemorySource());
   out->images_ = images_;
   out->labels_ = labels_;

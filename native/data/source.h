@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -54,6 +55,12 @@ class ImageSource {
 };
 
 using SourcePtr = std::shared_ptr<const ImageSource>;
+
+// What subset() of any source keeps: the base positions of `indices`, positions in a view of
+// `size` samples whose i-th is base(i). Throws std::invalid_argument naming an index outside the
+// view, or when nothing is selected.
+std::shared_ptr<const std::vector<int64_t>> subset_map(const std::vector<int64_t>& indices, int64_t size,
+                                                       const std::function<int64_t(int64_t)>& base);
 
 // Images in one uint8 tensor [N, H, W, C] with int64 labels [N], optionally seen through an
 // index map (subset). Shares the tensor's memory; loading is a pointer into it.
