@@ -9,6 +9,7 @@ import { Checkpoint, CheckpointFormat, formatForPath } from './checkpoint';
 import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native';
 import { getNumThreads, setNumThreads } from './tensor';
 import { Flags, UsageError, parseFlags, positiveInteger } from './cli/flags';
+import { DEPLOY_USAGE, exportCommand, inferCommand } from './cli/deploy';
 import { REPRODUCE_USAGE, TRAIN_USAGE, evalCommand, finetuneCommand, knnCommand, linclsCommand, pretrainCommand, reproduceCommand } from './cli/train';
 
 const USAGE = `Usage: s2bnn <command> [options]
@@ -16,6 +17,7 @@ const USAGE = `Usage: s2bnn <command> [options]
 Commands:
 ${TRAIN_USAGE}
 ${REPRODUCE_USAGE}
+${DEPLOY_USAGE}
   info [--json]                 the libtorch s2bnn was built against, threads, CUDA devices
   inspect CKPT [--json]         a checkpoint's format, top-level fields and tensors (zip, legacy
                                 torch.save files and .safetensors)
@@ -218,6 +220,8 @@ const COMMANDS: Record<string, (args: string[]) => void | number | Promise<void 
   knn: knnCommand,
   eval: evalCommand,
   reproduce: reproduceCommand,
+  export: exportCommand,
+  infer: inferCommand,
   'bench-step': benchStepCommand,
   'bench-model': benchModelCommand,
   info,

@@ -62,3 +62,5 @@ export type { ReproducePreset, ReproduceResult, ReproduceRow } from './train/rep
 export { RunReporter } from './train/report';
 export { predictionStats, writeCalibrationPlots } from './train/calibration';
 export * as report from './report';
+export { PackedModel, exportPacked, inferPacked } from './deploy';
+export type { PackedModelConfig, PackResult, ExportResult, InferenceResult } from './deploy';

@@ -122,6 +122,19 @@ describe('evaluation commands', () => {
     expect(saved.get('logits')!.shape).toEqual([10000, 10]);
     expect(Array.from(saved.get('labels')!.toTypedArray().slice(0, 10) as BigInt64Array, Number)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
 
+    // The trained classifier packed to bits: the same top-1 on all 10,000 test images, logits
+    // equal up to float rounding.
+    const packed = path.join(tmp, 'packed.safetensors');
+    r = run('export', lincls.checkpoint, '--out', packed, '--json');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(JSON.parse(r.stdout)).toMatchObject({ zeroWeights: 0, config: { stemStride: 1, head: 'linear', outputs: 10 } });
+    const packedLogits = path.join(tmp, 'packed-logits.safetensors');
+    r = run('infer', packed, '--save-logits', packedLogits, '--json');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(JSON.parse(r.stdout)).toMatchObject({ top1: evaluated.top1, top5: evaluated.top5, count: 10000 });
+    const fromBits = (await Checkpoint.load(packedLogits)).toObject() as Map<string, Tensor>;
+    expect(fromBits.get('logits')!.sub(saved.get('logits')!).abs().max().item()).toBeLessThan(1e-3 * (saved.get('logits')!.abs().max().item() as number));
+
     r = run('knn', '--pretrained', `${teacher}/checkpoint.pth`, '--subset', '1000', '--json');
     expect([r.code, r.stderr]).toEqual([0, '']);
     expect(JSON.parse(r.stdout)).toMatchObject({ k: 200, temperature: 0.07, count: 10000 });

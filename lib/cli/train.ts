@@ -49,12 +49,12 @@ export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-
                                 linear-eval checkpoint)
       --data, --resize N --crop N, --save-logits FILE.safetensors, --batch-size N, --json`;
 
-const COMMON: Record<string, FlagKind> = {
+export const COMMON: Record<string, FlagKind> = {
   data: 'string', workers: 'number', subset: 'number', 'test-subset': 'number', json: 'boolean', device: 'string', seed: 'nonnegative',
   threads: 'number', size: 'number',
 };
 
-function device(flags: Flags): 'cpu' | 'cuda' {
+export function device(flags: Flags): 'cpu' | 'cuda' {
   const value = choice(flags, 'device', ['cpu', 'cuda'] as const, 'cpu');
   if (value === 'cuda' && native().cudaDeviceCount() === 0) {
     throw new UsageError(native().build.cuda ? '--device cuda: no CUDA device is visible' : '--device cuda: this s2bnn build has no CUDA (built against a CPU libtorch)');
@@ -63,7 +63,7 @@ function device(flags: Flags): 'cpu' | 'cuda' {
 }
 
 // Every training command opens its data first: the place to apply the shared --threads too.
-async function data(flags: Flags): Promise<OpenedData> {
+export async function data(flags: Flags): Promise<OpenedData> {
   const threads = positiveInteger(flags, 'threads');
   if (threads !== undefined) setNumThreads(threads);
   return openData(optionalString(flags, 'data') ?? 'fashion-mnist', {
@@ -272,7 +272,7 @@ export async function linclsCommand(args: string[]): Promise<void> {
   else process.stdout.write(`top-1 ${result.top1.toFixed(2)}  top-5 ${result.top5.toFixed(2)}  (${result.count} test images; ${file})\n`);
 }
 
-function testTransform(dataset: OpenedData, resize?: number, crop?: number) {
+export function testTransform(dataset: OpenedData, resize?: number, crop?: number) {
   // Small datasets are evaluated at their native size; ImageNet-like ones as resize 256 + crop 224.
   const c = crop ?? dataset.size;
   return transforms.evaluation(resize ?? (dataset.stem === 'small' ? c : Math.round((c * 256) / 224)), c, dataset.channels);

@@ -308,6 +308,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   init_model(env, exports);
   init_train(env, exports);
   init_data(env, exports);
+  init_deploy(env, exports);
   return exports;
 }
 

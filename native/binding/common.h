@@ -114,6 +114,7 @@ struct AddonState {
   Napi::FunctionReference dataset_constructor;
   Napi::FunctionReference folder_constructor;
   Napi::FunctionReference loader_constructor;
+  Napi::FunctionReference packed_model_constructor;
   std::shared_ptr<ReferenceReleaser> releaser;
 };
 
@@ -131,6 +132,10 @@ const char* dtype_name(at::ScalarType type);
 at::Device parse_device(Napi::Env env, const std::string& name);
 std::string device_name(const at::Device& device);
 
+// [[name, tensor], ...] and string arrays for JS (model.cpp).
+Napi::Array pairs(Napi::Env env, const std::vector<std::pair<std::string, at::Tensor>>& entries);
+Napi::Array strings(Napi::Env env, const std::vector<std::string>& values);
+
 // Tensor handles (tensor.cpp).
 at::Tensor& unwrap(Napi::Env env, const Napi::Value& value, const char* name);
 Napi::Object wrap(Napi::Env env, at::Tensor tensor);
@@ -144,5 +149,6 @@ void init_train(Napi::Env env, Napi::Object exports);
 // Model handles (model.cpp): the native model behind a ModelHandle, or an argument error.
 std::shared_ptr<nn::Model> unwrap_model(Napi::Env env, const Napi::Value& value, const char* name);
 void init_data(Napi::Env env, Napi::Object exports);
+void init_deploy(Napi::Env env, Napi::Object exports);
 
 }  // namespace s2bnn::binding

@@ -82,22 +82,6 @@ nn::ModelPtr build(Napi::Env env, const Napi::Object& spec, int depth) {
   throw_argument(env, "unknown arch '" + arch + "' (expected reactnet-a, resnet18, resnet34, resnet50 or moco)");
 }
 
-Napi::Array pairs(Napi::Env env, const std::vector<std::pair<std::string, at::Tensor>>& entries) {
-  Napi::Array out = Napi::Array::New(env, entries.size());
-  for (size_t i = 0; i < entries.size(); ++i) {
-    Napi::Array pair = Napi::Array::New(env, 2);
-    pair.Set(0u, Napi::String::New(env, entries[i].first));
-    pair.Set(1u, wrap(env, entries[i].second));
-    out.Set(static_cast<uint32_t>(i), pair);
-  }
-  return out;
-}
-
-Napi::Array strings(Napi::Env env, const std::vector<std::string>& values) {
-  Napi::Array out = Napi::Array::New(env, values.size());
-  for (size_t i = 0; i < values.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::String::New(env, values[i]));
-  return out;
-}
 
 template <typename Item>
 std::vector<std::pair<std::string, at::Tensor>> from_dict(const torch::OrderedDict<std::string, Item>& dict) {
@@ -275,6 +259,23 @@ Napi::Value create_model(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+Napi::Array pairs(Napi::Env env, const std::vector<std::pair<std::string, at::Tensor>>& entries) {
+  Napi::Array out = Napi::Array::New(env, entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, Napi::String::New(env, entries[i].first));
+    pair.Set(1u, wrap(env, entries[i].second));
+    out.Set(static_cast<uint32_t>(i), pair);
+  }
+  return out;
+}
+
+Napi::Array strings(Napi::Env env, const std::vector<std::string>& values) {
+  Napi::Array out = Napi::Array::New(env, values.size());
+  for (size_t i = 0; i < values.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::String::New(env, values[i]));
+  return out;
+}
 
 nn::ModelPtr unwrap_model(Napi::Env env, const Napi::Value& value, const char* name) {
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(state(env).model_constructor.Value())) {

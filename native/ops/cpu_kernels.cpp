@@ -109,6 +109,16 @@ S2BNN_MULTIVERSION void rprelu_plane(const float* x, float* y, int64_t n, float 
                                      float slope, float bias_out) {
   for (int64_t i = 0; i < n; ++i) y[i] = rprelu_value(x[i], bias_in, slope, bias_out);
 }
+// Channels-last: one pixel's channels are contiguous, the parameters vary along the row.
+template <typename T>
+void rprelu_row(const T* x, T* y, int64_t channels, const T* bias_in, const T* slope, const T* bias_out) {
+  using Acc = opmath_t<T>;
+  for (int64_t c = 0; c < channels; ++c) y[c] = T(rprelu_value(Acc(x[c]), Acc(bias_in[c]), Acc(slope[c]), Acc(bias_out[c])));
+}
+S2BNN_MULTIVERSION void rprelu_row(const float* x, float* y, int64_t channels, const float* bias_in,
+                                   const float* slope, const float* bias_out) {
+  for (int64_t c = 0; c < channels; ++c) y[c] = rprelu_value(x[c], bias_in[c], slope[c], bias_out[c]);
+}
 
 // One plane of one channel: writes grad_x and adds the plane's sums for the gradients of
 // [bias_in, slope, bias_out] to `sums`.
@@ -343,8 +353,22 @@ at::Tensor binarize_weight_backward(const at::Tensor& grad, const at::Tensor& w)
 at::Tensor rprelu(const at::Tensor& x, const at::Tensor& bias_in, const at::Tensor& weight,
                   const at::Tensor& bias_out) {
   checks::rprelu_args(x, bias_in, weight, bias_out);
-  const at::Tensor input = x.contiguous();
   const at::Tensor b1 = bias_in.contiguous(), a = weight.contiguous(), b2 = bias_out.contiguous();
+  if (x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    // Channels-last activations (the packed inference path) stay channels-last: no transpose.
+    at::Tensor out = at::empty_like(x);
+    const int64_t channels = x.size(1), pixels = x.numel() / std::max<int64_t>(channels, 1);
+    S2BNN_DISPATCH_FLOATING(x, "rprelu", [&] {
+      const scalar_t* src = x.data_ptr<scalar_t>();
+      scalar_t* dst = out.data_ptr<scalar_t>();
+      const scalar_t *b1p = b1.data_ptr<scalar_t>(), *ap = a.data_ptr<scalar_t>(), *b2p = b2.data_ptr<scalar_t>();
+      at::parallel_for(0, pixels, row_grain(channels), [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) rprelu_row(src + p * channels, dst + p * channels, channels, b1p, ap, b2p);
+      });
+    });
+    return out;
+  }
+  const at::Tensor input = x.contiguous();
   at::Tensor out = at::empty_like(input);
   const auto [batch, channels, plane] = shared::layout_of(input);
   S2BNN_DISPATCH_FLOATING(input, "rprelu", [&] {

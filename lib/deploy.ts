@@ -1,0 +1,211 @@
+// 1-bit deployment (docs/deployment.md): a trained step-2 ReActNet-A exported to a packed model
+// whose binary convolutions run on sign bits (xnor-popcount), and inference with it.
+import * as fs from 'fs';
+
+import { Checkpoint } from './checkpoint';
+import { Model, Stem } from './models';
+import { TensorHandle, native } from './native';
+import { Device, Tensor, cat } from './tensor';
+import { BatchSource } from './train/loop';
+import { encoderSpec, encoderState } from './train/specs';
+
+interface PackedModelHandle {
+  readonly config: string;
+  readonly featureDim: number;
+  readonly device: string;
+  forward(x: TensorHandle): Promise<TensorHandle>;
+  features(x: TensorHandle): Promise<TensorHandle>;
+  save(path: string): Promise<void>;
+  tensors(): [string, TensorHandle][];
+  to(device: string): void;
+}
+
+interface DeployBindings {
+  packReActNet(state: [string, TensorHandle][], stem: Stem): Promise<{ model: PackedModelHandle; binaryWeights: number; zeroWeights: number }>;
+  loadPackedModel(path: string): Promise<PackedModelHandle>;
+  topkCorrect(scores: TensorHandle, target: TensorHandle): { correct1: number; correct5: number };
+}
+
+const bindings = () => native() as unknown as DeployBindings;
+
+/** The network a packed file describes (its `config` metadata). */
+export interface PackedModelConfig {
+  arch: 'reactnet-a';
+  inChannels: number;
+  /** 2: the ImageNet stem; 1: the small stem for 28-64 px inputs. */
+  stemStride: 1 | 2;
+  /** 'linear': logits; 'mlp': L2-normalized embeddings (a pre-training checkpoint). */
+  head: 'linear' | 'mlp';
+  /** Classes, or the embedding size. */
+  outputs: number;
+  blockStrides: number[];
+}
+
+export interface PackResult {
+  model: PackedModel;
+  /** Binary convolution weights packed to bits. */
+  binaryWeights: number;
+  /**
+   * Of those, weights that were exactly 0: training binarizes them to 0 (torch.sign), the packed
+   * model to +1, so with any such weight the packed network is not the trained one exactly.
+   */
+  zeroWeights: number;
+}
+
+/** A packed ReActNet-A: binary convolutions on bits, float stem, shortcuts and head. */
+export class PackedModel {
+  private constructor(private readonly handle: PackedModelHandle) {}
+
+  /** Reads and validates a file written by `save` or `s2bnn export`. */
+  static async load(file: string): Promise<PackedModel> {
+    return new PackedModel(await bindings().loadPackedModel(file));
+  }
+
+  /**
+   * Packs a step-2 ReActNet-A from its state dict (plain names: `feature.*`, `fc.*`). `stem`
+   * says which stem stride the network was trained with (its weights do not tell).
+   */
+  static async fromState(state: Map<string, Tensor>, options: { stem?: Stem } = {}): Promise<PackResult> {
+    const pairs: [string, TensorHandle][] = [...state].map(([k, v]) => [k, v.handle]);
+    const r = await bindings().packReActNet(pairs, options.stem ?? 'imagenet');
+    return { model: new PackedModel(r.model), binaryWeights: r.binaryWeights, zeroWeights: r.zeroWeights };
+  }
+
+  /** Packs a ReActNet-A model built in this process (`reactnetA({ binarize: 'both' })`). */
+  static async fromModel(model: Model, options: { stem?: Stem } = {}): Promise<PackResult> {
+    if (model.arch !== 'reactnet-a') throw new Error(`only ReActNet-A networks are packed, this model is ${model.arch}`);
+    return PackedModel.fromState(new Map(model.stateDict()), options);
+  }
+
+  /**
+   * Packs the encoder of any checkpoint layout s2bnn reads (lincls output, a reference
+   * linear-eval checkpoint, a pre-training checkpoint with its MLP head). Step-1 checkpoints
+   * are refused: their convolution weights are real-valued and have no packed form.
+   */
+  static async fromCheckpoint(checkpoint: Checkpoint, options: { stem?: Stem } = {}): Promise<PackResult> {
+    const spec = encoderSpec(checkpoint, { stem: options.stem });
+    if (spec.arch !== 'reactnet-a') throw new Error(`only ReActNet-A networks are packed, the checkpoint holds a ${spec.arch}`);
+    if (spec.step === 1) {
+      throw new Error('the checkpoint is from step 1 of two-step training (real-valued conv weights); export a step-2 checkpoint');
+    }
+    return PackedModel.fromState(encoderState(checkpoint), { stem: options.stem ?? spec.stem });
+  }
+
+  get config(): PackedModelConfig {
+    const raw = JSON.parse(this.handle.config) as Record<string, unknown>;
+    return {
+      arch: 'reactnet-a',
+      inChannels: raw.in_channels as number,
+      stemStride: raw.stem_stride as 1 | 2,
+      head: raw.head as 'linear' | 'mlp',
+      outputs: raw.outputs as number,
+      blockStrides: raw.block_strides as number[],
+    };
+  }
+
+  get featureDim(): number {
+    return this.handle.featureDim;
+  }
+
+  get device(): string {
+    return this.handle.device;
+  }
+
+  /** Logits (linear head) or L2-normalized embeddings (MLP head) of float32 [N, C, H, W] images. */
+  async forward(x: Tensor): Promise<Tensor> {
+    return new Tensor(await this.handle.forward(x.handle));
+  }
+
+  /** Globally pooled backbone features [N, featureDim]. */
+  async features(x: Tensor): Promise<Tensor> {
+    return new Tensor(await this.handle.features(x.handle));
+  }
+
+  /** Atomic write of the packed file (safetensors, format `s2bnn-packed`). */
+  async save(file: string): Promise<void> {
+    await this.handle.save(file);
+  }
+
+  /** The tensors of the file under their names (shared memory). */
+  tensors(): Map<string, Tensor> {
+    return new Map(this.handle.tensors().map(([k, v]) => [k, new Tensor(v)]));
+  }
+
+  to(device: Device): this {
+    this.handle.to(device);
+    return this;
+  }
+}
+
+export interface ExportResult {
+  out: string;
+  binaryWeights: number;
+  zeroWeights: number;
+  /** File sizes in bytes. */
+  checkpointBytes: number;
+  packedBytes: number;
+  config: PackedModelConfig;
+}
+
+/** `s2bnn export`: pack a checkpoint's ReActNet-A and write it to `out`. */
+export async function exportPacked(checkpointFile: string, out: string, options: { stem?: Stem } = {}): Promise<ExportResult> {
+  const checkpoint = await Checkpoint.load(checkpointFile);
+  const packed = await PackedModel.fromCheckpoint(checkpoint, options);
+  await packed.model.save(out);
+  return {
+    out,
+    binaryWeights: packed.binaryWeights,
+    zeroWeights: packed.zeroWeights,
+    checkpointBytes: fs.statSync(checkpointFile).size,
+    packedBytes: fs.statSync(out).size,
+    config: packed.model.config,
+  };
+}
+
+export interface InferenceResult {
+  /** Percent (linear heads only). */
+  top1: number;
+  top5: number;
+  count: number;
+  /** Images per second of the forward passes alone (data loading excluded). */
+  imagesPerSecond: number;
+  logits?: Tensor;
+  labels?: Tensor;
+}
+
+/** Top-1/top-5 of a packed classifier over one pass of `data` (its epoch 0). */
+export async function inferPacked(model: PackedModel, data: BatchSource, options: { keepLogits?: boolean } = {}): Promise<InferenceResult> {
+  if (model.config.head !== 'linear') throw new Error('the packed model has an MLP head (a pre-training checkpoint): it gives embeddings, not classes');
+  let correct1 = 0;
+  let correct5 = 0;
+  let count = 0;
+  let seconds = 0;
+  const logits: Tensor[] = [];
+  const labels: Tensor[] = [];
+  for await (const batch of data.epoch(0)) {
+    try {
+      const started = process.hrtime.bigint();
+      const out = await model.forward(batch.views[0]);
+      seconds += Number(process.hrtime.bigint() - started) / 1e9;
+      const hits = bindings().topkCorrect(out.handle, batch.labels.handle);
+      correct1 += hits.correct1;
+      correct5 += hits.correct5;
+      count += batch.labels.shape[0];
+      if (options.keepLogits) {
+        logits.push(out.cpu());
+        labels.push(batch.labels.clone());
+      }
+      out.dispose();
+    } finally {
+      batch.dispose();
+    }
+  }
+  if (count === 0) throw new Error('inferPacked: the data source gave no images');
+  const result: InferenceResult = { top1: (100 * correct1) / count, top5: (100 * correct5) / count, count, imagesPerSecond: count / seconds };
+  if (options.keepLogits) {
+    result.logits = cat(logits);
+    result.labels = cat(labels);
+    for (const t of [...logits, ...labels]) t.dispose();
+  }
+  return result;
+}
