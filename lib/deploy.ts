@@ -21,7 +21,7 @@ interface PackedModelHandle {
 }
 
 interface DeployBindings {
-  packReActNet(state: [string, TensorHandle][], stem: Stem): Promise<{ model: PackedModelHandle; binaryWeights: number; zeroWeights: number }>;
+  packReActNet(state: [string, TensorHandle][], stem: Stem, halfHead: boolean): Promise<{ model: PackedModelHandle; binaryWeights: number; zeroWeights: number }>;
   loadPackedModel(path: string): Promise<PackedModelHandle>;
   topkCorrect(scores: TensorHandle, target: TensorHandle): { correct1: number; correct5: number };
 }
@@ -36,6 +36,8 @@ export interface PackedModelConfig {
   stemStride: 1 | 2;
   /** 'linear': logits; 'mlp': L2-normalized embeddings (a pre-training checkpoint). */
   head: 'linear' | 'mlp';
+  /** The head's weight matrices in the file: float32 (exact) or float16 (`halfHead`). */
+  headDtype: 'float32' | 'float16';
   /** Classes, or the embedding size. */
   outputs: number;
   blockStrides: number[];
@@ -53,6 +55,17 @@ export interface PackResult {
 }
 
 /** A packed ReActNet-A: binary convolutions on bits, float stem, shortcuts and head. */
+export interface PackOptions {
+  /** The stem stride the network was trained with (its weights do not tell); default 'imagenet'. */
+  stem?: Stem;
+  /**
+   * Store the head's weight matrices as float16: ReActNet-A's 1000-class Linear is half of the
+   * packed file. The head then computes with rounded weights, so logits move by about 1e-3
+   * relative and a near-tie can change its top-1: measure before deploying (docs/deployment.md).
+   */
+  halfHead?: boolean;
+}
+
 export class PackedModel {
   private constructor(private readonly handle: PackedModelHandle) {}
 
@@ -61,18 +74,15 @@ export class PackedModel {
     return new PackedModel(await bindings().loadPackedModel(file));
   }
 
-  /**
-   * Packs a step-2 ReActNet-A from its state dict (plain names: `feature.*`, `fc.*`). `stem`
-   * says which stem stride the network was trained with (its weights do not tell).
-   */
-  static async fromState(state: Map<string, Tensor>, options: { stem?: Stem } = {}): Promise<PackResult> {
+  /** Packs a step-2 ReActNet-A from its state dict (plain names: `feature.*`, `fc.*`). */
+  static async fromState(state: Map<string, Tensor>, options: PackOptions = {}): Promise<PackResult> {
     const pairs: [string, TensorHandle][] = [...state].map(([k, v]) => [k, v.handle]);
-    const r = await bindings().packReActNet(pairs, options.stem ?? 'imagenet');
+    const r = await bindings().packReActNet(pairs, options.stem ?? 'imagenet', options.halfHead ?? false);
     return { model: new PackedModel(r.model), binaryWeights: r.binaryWeights, zeroWeights: r.zeroWeights };
   }
 
   /** Packs a ReActNet-A model built in this process (`reactnetA({ binarize: 'both' })`). */
-  static async fromModel(model: Model, options: { stem?: Stem } = {}): Promise<PackResult> {
+  static async fromModel(model: Model, options: PackOptions = {}): Promise<PackResult> {
     if (model.arch !== 'reactnet-a') throw new Error(`only ReActNet-A networks are packed, this model is ${model.arch}`);
     return PackedModel.fromState(new Map(model.stateDict()), options);
   }
@@ -82,13 +92,13 @@ export class PackedModel {
    * linear-eval checkpoint, a pre-training checkpoint with its MLP head). Step-1 checkpoints
    * are refused: their convolution weights are real-valued and have no packed form.
    */
-  static async fromCheckpoint(checkpoint: Checkpoint, options: { stem?: Stem } = {}): Promise<PackResult> {
+  static async fromCheckpoint(checkpoint: Checkpoint, options: PackOptions = {}): Promise<PackResult> {
     const spec = encoderSpec(checkpoint, { stem: options.stem });
     if (spec.arch !== 'reactnet-a') throw new Error(`only ReActNet-A networks are packed, the checkpoint holds a ${spec.arch}`);
     if (spec.step === 1) {
       throw new Error('the checkpoint is from step 1 of two-step training (real-valued conv weights); export a step-2 checkpoint');
     }
-    return PackedModel.fromState(encoderState(checkpoint), { stem: options.stem ?? spec.stem });
+    return PackedModel.fromState(encoderState(checkpoint), { ...options, stem: options.stem ?? spec.stem });
   }
 
   get config(): PackedModelConfig {
@@ -98,6 +108,7 @@ export class PackedModel {
       inChannels: raw.in_channels as number,
       stemStride: raw.stem_stride as 1 | 2,
       head: raw.head as 'linear' | 'mlp',
+      headDtype: raw.head_dtype as 'float32' | 'float16',
       outputs: raw.outputs as number,
       blockStrides: raw.block_strides as number[],
     };
@@ -148,7 +159,7 @@ export interface ExportResult {
 }
 
 /** `s2bnn export`: pack a checkpoint's ReActNet-A and write it to `out`. */
-export async function exportPacked(checkpointFile: string, out: string, options: { stem?: Stem } = {}): Promise<ExportResult> {
+export async function exportPacked(checkpointFile: string, out: string, options: PackOptions = {}): Promise<ExportResult> {
   const checkpoint = await Checkpoint.load(checkpointFile);
   const packed = await PackedModel.fromCheckpoint(checkpoint, options);
   await packed.model.save(out);

@@ -63,4 +63,4 @@ export { RunReporter } from './train/report';
 export { predictionStats, writeCalibrationPlots } from './train/calibration';
 export * as report from './report';
 export { PackedModel, exportPacked, inferPacked } from './deploy';
-export type { PackedModelConfig, PackResult, ExportResult, InferenceResult } from './deploy';
+export type { PackedModelConfig, PackOptions, PackResult, ExportResult, InferenceResult } from './deploy';

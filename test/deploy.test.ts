@@ -58,7 +58,7 @@ describe('PackedModel', () => {
     const { model: packed, binaryWeights, zeroWeights } = await PackedModel.fromModel(model, { stem: 'small' });
     expect(zeroWeights).toBe(0);
     expect(binaryWeights).toBeGreaterThan(1e5);
-    expect(packed.config).toEqual({ arch: 'reactnet-a', inChannels: 1, stemStride: 1, head: 'linear', outputs: 10, blockStrides: [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1] });
+    expect(packed.config).toEqual({ arch: 'reactnet-a', inChannels: 1, stemStride: 1, head: 'linear', headDtype: 'float32', outputs: 10, blockStrides: [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1] });
     const logits = await packed.forward(x);
     expect(logits.shape).toEqual([4, 10]);
     const got = floats(logits);
@@ -91,6 +91,22 @@ describe('PackedModel', () => {
     expect(header.__metadata__).toMatchObject({ format: 's2bnn-packed', version: '1' });
     expect(header['feature.1.binary_3x3.bits']).toMatchObject({ dtype: 'I64', shape: [12, 3, 3, 1] });
     expect(header['feature.13.binary_3x3.bits']).toMatchObject({ dtype: 'I64', shape: [384, 3, 3, 6] });
+  });
+
+  test('halfHead stores the head in float16: the file says so, the loaded model is the exported one', async () => {
+    const { model: half } = await PackedModel.fromModel(model, { stem: 'small', halfHead: true });
+    expect(half.config.headDtype).toBe('float16');
+    const file = path.join(tmp, 'half.safetensors');
+    await half.save(file);
+    const buf = fs.readFileSync(file);
+    const header = JSON.parse(buf.subarray(8, 8 + Number(buf.readBigUInt64LE(0))).toString('utf8'));
+    expect(header['fc.weight'].dtype).toBe('F16');
+    expect(header['fc.bias'].dtype).toBe('F32');
+    const logits = await half.forward(x);
+    expect(floats(await (await PackedModel.load(file)).forward(x))).toEqual(floats(logits));
+    const error = relativeError(floats(logits), floats(expected));
+    expect(error).toBeGreaterThan(0);
+    expect(error).toBeLessThan(1e-2);
   });
 
   test('an MLP head (pre-training checkpoint) packs to normalized embeddings', async () => {

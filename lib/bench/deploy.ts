@@ -25,6 +25,8 @@ export interface PackedModelBench {
   /** The float32 checkpoint (torch.save zip of the state dict) and the packed file, in bytes. */
   floatBytes: number;
   packedBytes: number;
+  /** The packed file with the head's weights in float16 (`export --half-head`). */
+  packedHalfHeadBytes: number;
 }
 
 /** Random weights of both signs and BatchNorm statistics away from the identity: timing and sizes only. */
@@ -54,6 +56,8 @@ export async function benchPackedModel(options: { threads: number[]; batch?: num
     await saveCheckpoint(floatFile, { state_dict: model.stateDict() });
     const { model: packed } = await PackedModel.fromModel(model);
     await packed.save(packedFile);
+    const halfHeadFile = path.join(dir, 'packed-half-head.safetensors');
+    await (await PackedModel.fromModel(model, { halfHead: true })).model.save(halfHeadFile);
     const x = randn([batch, 3, size, size]);
     const figures: PackedModelFigure[] = [];
     for (const threads of options.threads) {
@@ -65,7 +69,8 @@ export async function benchPackedModel(options: { threads: number[]; batch?: num
       await packedForward();
       figures.push({ impl: 'packed', batch, size, threads, ms: await medianMsAsync(packedForward, samples) });
     }
-    return { figures, floatBytes: fs.statSync(floatFile).size, packedBytes: fs.statSync(packedFile).size };
+    const bytes = (file: string) => fs.statSync(file).size;
+    return { figures, floatBytes: bytes(floatFile), packedBytes: bytes(packedFile), packedHalfHeadBytes: bytes(halfHeadFile) };
   } finally {
     setNumThreads(before);
     fs.rmSync(dir, { recursive: true, force: true });
@@ -81,7 +86,8 @@ export function formatPackedModelTable(bench: PackedModelBench): string {
     lines.push(`| ${t} | ${f.ms.toFixed(1)} | ${p.ms.toFixed(1)} | ${(f.ms / p.ms).toFixed(2)}x |`);
   }
   const MB = 1024 * 1024;
-  lines.push('', `model file: float32 checkpoint ${(bench.floatBytes / MB).toFixed(1)} MB, packed ${(bench.packedBytes / MB).toFixed(2)} MB ` +
-    `(${(bench.floatBytes / bench.packedBytes).toFixed(1)}x smaller)`);
+  const ratio = (bytes: number) => `${(bytes / MB).toFixed(2)} MB, ${(bench.floatBytes / bytes).toFixed(1)}x smaller`;
+  lines.push('', `model file: float32 checkpoint ${(bench.floatBytes / MB).toFixed(1)} MB; packed ${ratio(bench.packedBytes)}; ` +
+    `packed with a float16 head ${ratio(bench.packedHalfHeadBytes)}`);
   return lines.join('\n');
 }

@@ -13,6 +13,8 @@ export const DEPLOY_USAGE = `  export CKPT --out MODEL [options]   pack a traine
                                 bits of the binary convolutions, BatchNorm folded (docs/deployment.md)
       --stem imagenet|small     the stem the network was trained with (default: from the
                                 checkpoint's run config, else imagenet)
+      --half-head               store the head's weights as float16 (about 1.4x smaller for
+                                1000 classes; logits then differ from the float network's by ~1e-3)
       --json                    print the summary as JSON
   infer MODEL [options]         top-1/top-5 and images/s of a packed model
       --data fashion-mnist|DIR  (DIR/val is evaluated), --resize N --crop N, --batch-size N (256)
@@ -21,18 +23,18 @@ export const DEPLOY_USAGE = `  export CKPT --out MODEL [options]   pack a traine
 const MB = 1024 * 1024;
 
 export async function exportCommand(args: string[]): Promise<void> {
-  const flags = parseFlags(args, { out: 'string', stem: 'string', json: 'boolean' }, ['checkpoint']);
+  const flags = parseFlags(args, { out: 'string', stem: 'string', 'half-head': 'boolean', json: 'boolean' }, ['checkpoint']);
   const file = existingPath(flags._[0]);
   const out = optionalString(flags, 'out');
   if (!out) throw new UsageError('export needs --out MODEL (the packed file to write)');
   const stem = flags.stem === undefined ? undefined : choice(flags, 'stem', ['imagenet', 'small'] as const, 'imagenet');
-  const result = await exportPacked(file, out, { stem: stem as Stem | undefined });
+  const result = await exportPacked(file, out, { stem: stem as Stem | undefined, halfHead: flags['half-head'] === true });
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
   const c = result.config;
-  const head = c.head === 'linear' ? `linear head, ${c.outputs} classes` : `MLP head, ${c.outputs}-d embeddings`;
+  const head = `${c.head === 'linear' ? `linear head, ${c.outputs} classes` : `MLP head, ${c.outputs}-d embeddings`}, ${c.headDtype}`;
   process.stdout.write(
     `wrote ${out}: packed ReActNet-A (${head}, stem stride ${c.stemStride}), ${result.binaryWeights} binary weights as bits\n` +
       `size ${(result.packedBytes / MB).toFixed(2)} MB vs ${(result.checkpointBytes / MB).toFixed(2)} MB checkpoint ` +

@@ -96,7 +96,7 @@ Napi::Object wrap_packed(Napi::Env env, std::shared_ptr<PackedReActNet> model) {
   return handle;
 }
 
-// packReActNet([[name, tensor], ...], { stem }) -> Promise<{ model, binaryWeights, zeroWeights }>
+// packReActNet([[name, tensor], ...], stem, halfHead) -> Promise<{ model, binaryWeights, zeroWeights }>
 Napi::Value pack_reactnet(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -111,13 +111,14 @@ Napi::Value pack_reactnet(const Napi::CallbackInfo& info) {
     }
     const std::string stem = string(env, info[1], "stem");
     if (stem != "imagenet" && stem != "small") throw_argument(env, "stem must be 'imagenet' or 'small', got '" + stem + "'");
+    const bool half_head = boolean(env, info[2], "halfHead");
     auto result = std::make_shared<PackedReActNet>();
     auto report = std::make_shared<deploy::ExportReport>();
     return run_async(
         env, kCodeArgument,
-        [state_dict = std::move(state_dict), small = stem == "small", result, report] {
+        [state_dict = std::move(state_dict), small = stem == "small", half_head, result, report] {
           try {
-            *result = PackedReActNet::from_state(state_dict, small, report.get());
+            *result = PackedReActNet::from_state(state_dict, small, half_head, report.get());
           } catch (const std::invalid_argument& error) {
             throw CodedError(error.what(), kCodeArgument);
           }

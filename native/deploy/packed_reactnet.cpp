@@ -115,9 +115,11 @@ std::string json_text(const io::json::Value& object, const std::string& key, con
   return v->string;
 }
 
+bool is_head_matrix(const std::string& name) { return name == "fc.weight" || name == "fc.0.weight" || name == "fc.2.weight"; }
+
 }  // namespace
 
-PackedReActNet PackedReActNet::from_state(const Named& named, bool small_stem, ExportReport* report) {
+PackedReActNet PackedReActNet::from_state(const Named& named, bool small_stem, bool half_head, ExportReport* report) {
   const StateView state(named);
   ExportReport local;
   if (!report) report = &local;
@@ -190,6 +192,13 @@ PackedReActNet PackedReActNet::from_state(const Named& named, bool small_stem, E
   } else {
     throw std::invalid_argument("the state dict has no head ('fc.weight' or 'fc.0.weight')");
   }
+  if (half_head) {
+    // Rounded here, so the model in memory is the one the file holds.
+    config.head_dtype = "float16";
+    for (auto& [name, tensor] : tensors) {
+      if (is_head_matrix(name)) tensor = tensor.to(at::kHalf).to(at::kFloat);
+    }
+  }
   return from_tensors(config, strides, tensors, "export");
 }
 
@@ -201,6 +210,9 @@ PackedReActNet PackedReActNet::from_tensors(const PackedConfig& config, const st
   }
   std::unordered_set<std::string> taken;
   auto take = [&](const std::string& name, at::ScalarType dtype, std::vector<int64_t> shape) {
+    if (is_head_matrix(name) && config.head_dtype == "float16" && map.count(name) && map.at(name).scalar_type() == at::kHalf) {
+      map[name] = map.at(name).to(at::kFloat);
+    }
     auto it = map.find(name);
     if (it == map.end()) throw std::runtime_error(where + ": missing tensor '" + name + "'");
     const at::Tensor& t = it->second;
@@ -221,6 +233,9 @@ PackedReActNet PackedReActNet::from_tensors(const PackedConfig& config, const st
   if (config.stem_stride != 1 && config.stem_stride != 2) throw std::runtime_error(where + ": config.stem_stride must be 1 or 2");
   if (config.head != "linear" && config.head != "mlp") throw std::runtime_error(where + ": config.head must be 'linear' or 'mlp'");
   if (config.outputs < 1) throw std::runtime_error(where + ": config.outputs must be >= 1");
+  if (config.head_dtype != "float32" && config.head_dtype != "float16") {
+    throw std::runtime_error(where + ": config.head_dtype must be 'float32' or 'float16'");
+  }
 
   PackedReActNet model;
   model.config_ = config;
@@ -306,6 +321,7 @@ std::string PackedReActNet::config_json() const {
   root.object.emplace_back("stem_stride", json_int(config_.stem_stride));
   root.object.emplace_back("head", Value::of_string(config_.head));
   root.object.emplace_back("outputs", json_int(config_.outputs));
+  root.object.emplace_back("head_dtype", Value::of_string(config_.head_dtype));
   Value strides;
   strides.type = io::json::Type::Array;
   for (const auto& block : blocks_) strides.array.push_back(json_int(block.stride));
@@ -324,7 +340,9 @@ void PackedReActNet::save(const std::string& path) const {
   root->entries.emplace_back(io::Value::of_string("config"), io::Value::of_string(config_json()));
   auto state = io::Value::container(io::Value::Kind::OrderedDict);
   for (const auto& [name, tensor] : tensors()) {
-    state->entries.emplace_back(io::Value::of_string(name), io::Value::of_tensor(tensor.to(at::kCPU).contiguous()));
+    const bool half = config_.head_dtype == "float16" && is_head_matrix(name);
+    state->entries.emplace_back(io::Value::of_string(name),
+                                io::Value::of_tensor((half ? tensor.to(at::kCPU, at::kHalf) : tensor.to(at::kCPU)).contiguous()));
   }
   root->entries.emplace_back(io::Value::of_string("state_dict"), state);
   io::save_checkpoint(path, root, io::Format::Safetensors);
@@ -360,6 +378,7 @@ PackedReActNet PackedReActNet::load(const std::string& path) {
   config.stem_stride = json_integer(config_json, "stem_stride", where);
   config.head = json_text(config_json, "head", where);
   config.outputs = json_integer(config_json, "outputs", where);
+  config.head_dtype = json_text(config_json, "head_dtype", where);
   const io::json::Value* strides_json = config_json.field("block_strides");
   if (!strides_json || strides_json->type != io::json::Type::Array || strides_json->array.empty() ||
       strides_json->array.size() > 64) {

@@ -35,6 +35,9 @@ struct PackedConfig {
   int64_t stem_stride = 2;  // 2 for the ImageNet stem, 1 for the small (28-64 px) stem
   std::string head = "linear";  // "linear": logits; "mlp": L2-normalized embeddings
   int64_t outputs = 0;          // classes, or the embedding size
+  // How the file stores the head's weight matrices: "float32" (exact), or "float16" (half the
+  // head's bytes; the head then computes with the rounded weights).
+  std::string head_dtype = "float32";
 };
 
 // What an export did beyond the exact transformation: weights that are exactly 0 binarize to 0
@@ -49,7 +52,7 @@ class PackedReActNet {
   // From a ReActNet-A state dict under its plain names (feature.*, fc.*; running statistics
   // included). Throws std::invalid_argument naming the missing or mis-shaped entry.
   static PackedReActNet from_state(const std::vector<std::pair<std::string, at::Tensor>>& state, bool small_stem,
-                                   ExportReport* report = nullptr);
+                                   bool half_head = false, ExportReport* report = nullptr);
   // Reads and validates a packed file; throws std::runtime_error naming the file and the problem.
   static PackedReActNet load(const std::string& path);
   // Atomic write (temporary file + rename).
