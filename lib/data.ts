@@ -347,6 +347,13 @@ export interface LoaderOptions {
    * the default), so batch shapes stay constant.
    */
   strict?: boolean;
+  /**
+   * Crop-aware decoding of ImageFolder JPEGs (default true): only the region the transforms read
+   * is decoded, at 1/2, 1/4 or 1/8 scale (libjpeg's DCT-domain reduction) while every view's
+   * resize stays a downscale. The transform parameters are the same either way; pixels differ
+   * slightly (docs/data.md). false decodes every image whole, at full scale.
+   */
+  cropDecode?: boolean;
 }
 
 export interface Batch {

@@ -574,6 +574,7 @@ Napi::Value create_loader(const Napi::CallbackInfo& info) {
     options.rank = int_field(env, o, "rank", "", 0);
     options.world_size = int_field(env, o, "worldSize", "", 1);
     options.strict = bool_field(env, o, "strict", "", false);
+    options.crop_decode = bool_field(env, o, "cropDecode", "", true);
     auto loader = argument_errors(env, [&] { return std::make_shared<data::Loader>(source, options); });
     Napi::Object handle = state(env).loader_constructor.New({});
     LoaderHandle::Unwrap(handle)->attach(env, std::move(loader));

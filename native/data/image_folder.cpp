@@ -1,6 +1,6 @@
 #include "image_folder.h"
 
-#include <turbojpeg.h>
+#include "decode.h"
 
 #include <algorithm>
 #include <cctype>
@@ -14,9 +14,6 @@ namespace s2bnn::data {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Decoded size cap: a corrupt or hostile header must not make a worker allocate gigabytes.
-constexpr int64_t kMaxPixels = int64_t{1} << 28;
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -48,49 +45,6 @@ std::vector<std::string> list_images(const fs::path& folder) {
   return out;
 }
 
-// One decompressor per worker thread: tjhandles are not thread-safe, and creating one per image
-// costs an allocation of libjpeg's state.
-struct Decompressor {
-  tjhandle handle = tjInitDecompress();
-  ~Decompressor() {
-    if (handle) tjDestroy(handle);
-  }
-};
-
-tjhandle decompressor() {
-  thread_local Decompressor d;
-  if (!d.handle) throw std::runtime_error("libjpeg-turbo: tjInitDecompress failed");
-  return d.handle;
-}
-
-// Photoshop (Adobe APP14) CMYK JPEGs store inverted ink values; libjpeg hands back what is stored
-// and TurboJPEG does not say whether the marker was there, so look for it before the first scan.
-bool has_adobe_marker(const uint8_t* data, size_t size) {
-  size_t p = 2;
-  while (p + 4 <= size && data[p] == 0xFF) {
-    const uint8_t marker = data[p + 1];
-    if (marker == 0xDA || marker == 0xD9) break;
-    const size_t length = (size_t{data[p + 2]} << 8) | data[p + 3];
-    if (marker == 0xEE && length >= 7 && p + 9 <= size && std::memcmp(data + p + 4, "Adobe", 5) == 0) return true;
-    p += 2 + length;
-  }
-  return false;
-}
-
-// PIL's convert('RGB') of a CMYK image (Pillow >= 9: R = (255 - K) - C (255 - K) / 255, rounded).
-void cmyk_to_rgb(const uint8_t* cmyk, uint8_t* rgb, int64_t pixels, bool inverted) {
-  for (int64_t i = 0; i < pixels; ++i) {
-    int v[4];
-    for (int k = 0; k < 4; ++k) v[k] = inverted ? 255 - cmyk[4 * i + k] : cmyk[4 * i + k];
-    const int nk = 255 - v[3];
-    for (int k = 0; k < 3; ++k) {
-      const int t = v[k] * nk + 128;
-      const int product = ((t >> 8) + t) >> 8;
-      rgb[3 * i + k] = static_cast<uint8_t>(std::clamp(nk - product, 0, 255));
-    }
-  }
-}
-
 std::string read_file(const std::string& path, std::vector<uint8_t>& out) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return std::string("cannot open: ") + std::strerror(errno);
@@ -109,57 +63,6 @@ std::string read_file(const std::string& path, std::vector<uint8_t>& out) {
 }
 
 }  // namespace
-
-Image decode_jpeg(const uint8_t* data, size_t size, int64_t channels, const std::string& name) {
-  if (size == 0) throw BadImage(name, "empty file");
-  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
-  if (size >= 8 && std::memcmp(data, kPng, 8) == 0) {
-    throw BadImage(name, "PNG image: this version decodes JPEG only");
-  }
-  if (size < 3 || data[0] != 0xFF || data[1] != 0xD8 || data[2] != 0xFF) throw BadImage(name, "not a JPEG file");
-  tjhandle tj = decompressor();
-  unsigned char* bytes = const_cast<unsigned char*>(data);  // TurboJPEG 2.x takes non-const input
-  const unsigned long length = static_cast<unsigned long>(size);
-  int width = 0, height = 0, subsampling = 0, colorspace = 0;
-  if (tjDecompressHeader3(tj, bytes, length, &width, &height, &subsampling, &colorspace) != 0) {
-    throw BadImage(name, std::string("bad JPEG header: ") + tjGetErrorStr2(tj));
-  }
-  if (width < 1 || height < 1 || int64_t{width} * height > kMaxPixels) {
-    throw BadImage(name, "JPEG of " + std::to_string(width) + " x " + std::to_string(height) +
-                             " pixels is empty or larger than 2^28 pixels");
-  }
-  const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
-  // Color JPEGs stay RGB even for 1 channel: the JPEG's own Y differs from PIL's convert('L') of
-  // the upsampled RGB by up to 7 levels; the transforms take luma from RGB as PIL does.
-  const bool gray = channels == 1 && colorspace == TJCS_GRAY;
-  const int format = cmyk ? TJPF_CMYK : gray ? TJPF_GRAY : TJPF_RGB;
-  const int64_t decoded_channels = cmyk ? 4 : gray ? 1 : 3;
-  std::vector<uint8_t> pixels(static_cast<size_t>(int64_t{width} * height * decoded_channels));
-  // Flags 0: accurate integer DCT and fancy upsampling, libjpeg's defaults, as PIL decodes.
-  if (tjDecompress2(tj, bytes, length, pixels.data(), width, 0, height, format, 0) != 0) {
-    const std::string message = tjGetErrorStr2(tj);
-    // Warnings cover both harmless oddities (extraneous bytes before a marker, which PIL accepts
-    // too) and truncation, where libjpeg pads the missing rows with gray: only the latter is a
-    // bad sample.
-    const bool truncated = message.find("Premature end") != std::string::npos;
-    if (tjGetErrorCode(tj) != TJERR_WARNING || truncated) {
-      throw BadImage(name, (truncated ? "truncated JPEG: " : "corrupt JPEG: ") + message);
-    }
-  }
-  Image image;
-  image.height = height;
-  image.width = width;
-  if (cmyk) {
-    image.channels = 3;
-    image.storage.resize(static_cast<size_t>(int64_t{width} * height * 3));
-    cmyk_to_rgb(pixels.data(), image.storage.data(), int64_t{width} * height, has_adobe_marker(data, size));
-  } else {
-    image.channels = decoded_channels;
-    image.storage = std::move(pixels);
-  }
-  image.pixels = image.storage.data();
-  return image;
-}
 
 ImageFolderSource::ImageFolderSource(const std::string& root, int64_t channels) : channels_(channels) {
   if (channels != 1 && channels != 3) {
@@ -203,7 +106,16 @@ Image ImageFolderSource::load(int64_t i) const {
   std::vector<uint8_t> bytes;
   const std::string failure = read_file(file, bytes);
   if (!failure.empty()) throw BadImage(file, failure);
-  return decode_jpeg(bytes.data(), bytes.size(), channels_, file);
+  return decode_image(bytes.data(), bytes.size(), channels_, file);
+}
+
+std::vector<Image> ImageFolderSource::load_planned(int64_t i, const DecodePlanner& plan) const {
+  if (i < 0 || i >= size()) throw std::out_of_range("sample index " + std::to_string(i) + " out of range");
+  const std::string& file = path(i);
+  std::vector<uint8_t> bytes;
+  const std::string failure = read_file(file, bytes);
+  if (!failure.empty()) throw BadImage(file, failure);
+  return decode_image_planned(bytes.data(), bytes.size(), channels_, file, plan);
 }
 
 std::shared_ptr<ImageFolderSource> ImageFolderSource::subset(const std::vector<int64_t>& indices) const {

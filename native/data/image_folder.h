@@ -1,6 +1,6 @@
-// ImageFolder trees (torchvision's layout: root/<class>/**/<image>) decoded with libjpeg-turbo on
-// the loader's worker threads. Only JPEG is decoded; other files with an image name fail at
-// load() with BadImage, so the loader skips and reports them instead of silently dropping them.
+// ImageFolder trees (torchvision's layout: root/<class>/**/<image>) decoded with libjpeg-turbo and
+// libpng (decode.h) on the loader's worker threads. Files that do not decode fail at load() with
+// BadImage, so the loader skips and reports them instead of silently dropping them.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +25,7 @@ class ImageFolderSource : public ImageSource {
   int64_t label(int64_t i) const override { return base_->samples[static_cast<size_t>(base_index(i))].label; }
   int64_t channels() const override { return channels_; }
   Image load(int64_t i) const override;
+  std::vector<Image> load_planned(int64_t i, const DecodePlanner& plan) const override;
 
   const std::string& root() const { return base_->root; }
   const std::vector<std::string>& classes() const { return base_->classes; }
@@ -51,9 +52,5 @@ class ImageFolderSource : public ImageSource {
   std::shared_ptr<const std::vector<int64_t>> map_;  // null: identity
   int64_t channels_ = 3;
 };
-
-// Decodes one JPEG held in memory to HWC uint8 RGB, or to 1 channel when `channels` is 1 and the
-// JPEG is grayscale (the transforms take luma from RGB, as PIL's convert('L') does). `name` only labels the BadImage.
-Image decode_jpeg(const uint8_t* data, size_t size, int64_t channels, const std::string& name);
 
 }  // namespace s2bnn::data

@@ -15,15 +15,19 @@ void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }
 
-void render(const Image& image, const Transform& transform, int64_t channels, uint64_t seed, int64_t epoch,
-            int64_t index, int64_t view, float* out, Workspace& ws) {
-  if (transform.kind == Transform::Kind::Eval) {
-    apply_eval(image, channels, transform.eval, out, ws);
-    return;
+// The decode plan of one sample: the augment views' parameters are drawn here, from the image's
+// size alone (the same draws, in the same order, as without crop-aware decoding).
+DecodeRequest plan_sample(const LoaderOptions& o, int64_t epoch, int64_t index, int64_t height, int64_t width,
+                          AugmentParams* params) {
+  const Transform& t = o.transform;
+  if (t.kind == Transform::Kind::Eval) {
+    return o.crop_decode ? plan_eval_decode(t.eval, height, width) : DecodeRequest{};
   }
-  Philox rng = sample_stream(seed, epoch, index, view);
-  const AugmentParams params = sample_augment(transform.augment, rng, image.height, image.width);
-  apply_augment(image, channels, transform.augment, params, out, ws);
+  for (int64_t v = 0; v < o.views; ++v) {
+    Philox rng = sample_stream(o.seed, epoch, index, v);
+    params[v] = sample_augment(t.augment, rng, height, width);
+  }
+  return o.crop_decode ? plan_augment_decode(params, o.views, t.augment.size, height, width) : DecodeRequest{};
 }
 
 }  // namespace
@@ -220,28 +224,46 @@ void Loader::run_chunk(const Task& task, Workspace& ws) {
   const int64_t plane = channels_ * s * s;
   int64_t* labels = slot.out.labels.data_ptr<int64_t>();
   int64_t* indices = slot.out.indices.data_ptr<int64_t>();
+  AugmentParams params[2];
   for (int64_t p = begin; p < end; ++p) {
     const int64_t index = (*task.order)[static_cast<size_t>(slot.first + p)];
     int64_t used = index;
-    const Image image = load_or_substitute(*task.order, slot.first + p, used);
+    // The replaced position's draws, from the size of the image actually loaded.
+    const DecodePlanner planner = [&](int64_t height, int64_t width) {
+      return plan_sample(options_, task.epoch, index, height, width, params);
+    };
+    int64_t view_region[2] = {0, 0};
+    const std::vector<Image> images = load_or_substitute(*task.order, slot.first + p, used, planner, view_region);
     labels[p] = source_->label(used);
     indices[p] = used;
     for (int64_t v = 0; v < options_.views; ++v) {
+      const Image& image = images.size() == 1 ? images[0] : images.at(static_cast<size_t>(view_region[v]));
       float* out = slot.out.views[static_cast<size_t>(v)].data_ptr<float>() + p * plane;
-      render(image, options_.transform, channels_, options_.seed, task.epoch, index, v, out, ws);
+      if (options_.transform.kind == Transform::Kind::Eval) {
+        apply_eval(image, channels_, options_.transform.eval, out, ws);
+      } else {
+        apply_augment(image, channels_, options_.transform.augment, params[v], out, ws);
+      }
     }
   }
 }
 
-Image Loader::load_or_substitute(const std::vector<int64_t>& order, int64_t position, int64_t& used) {
+std::vector<Image> Loader::load_or_substitute(const std::vector<int64_t>& order, int64_t position, int64_t& used,
+                                              const DecodePlanner& plan, int64_t* view_region) {
   const int64_t n = static_cast<int64_t>(order.size());
+  const DecodePlanner planner = [&](int64_t height, int64_t width) {
+    DecodeRequest request = plan(height, width);
+    view_region[0] = request.view_region[0];
+    view_region[1] = request.view_region[1];
+    return request;
+  };
   for (int64_t k = 0; k < n; ++k) {
     const int64_t index = order[static_cast<size_t>((position + k) % n)];
     if (known_bad(index)) continue;
     try {
-      Image image = source_->load(index);
+      std::vector<Image> images = source_->load_planned(index, planner);
       used = index;
-      return image;
+      return images;
     } catch (const BadImage& bad) {
       if (options_.strict) throw;
       record_skip(index, bad);

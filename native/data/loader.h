@@ -38,6 +38,10 @@ struct LoaderOptions {
   // next sample of the epoch order that loads, keeping its own label and index but the replaced
   // sample's random draws, so batch shapes and the rest of the epoch do not change.
   bool strict = false;
+  // Crop-aware decoding (sources that support it: ImageFolder JPEGs): decode only the region the
+  // transforms read, DCT-reduced while each view's resize stays a downscale (augment.h). False
+  // decodes every image whole, at full scale.
+  bool crop_decode = true;
 };
 
 // A sample the loader skipped, with why.
@@ -126,9 +130,11 @@ class Loader {
   void work();
   bool take_task(Task& task);  // with mutex_ held
   void run_chunk(const Task& task, Workspace& ws);
-  // The image of order position `position`, or, when it is bad and not strict, of the next good
-  // position (cyclically); `used` receives the sample index actually loaded.
-  Image load_or_substitute(const std::vector<int64_t>& order, int64_t position, int64_t& used);
+  // The images of order position `position` (decoded as `plan` asks), or, when it is bad and not
+  // strict, of the next good position (cyclically); `used` receives the sample index actually
+  // loaded, `view_region` the plan's view -> image map.
+  std::vector<Image> load_or_substitute(const std::vector<int64_t>& order, int64_t position, int64_t& used,
+                                        const DecodePlanner& plan, int64_t* view_region);
   void record_skip(int64_t index, const BadImage& bad);
   bool known_bad(int64_t index) const;
   void collect_ready(std::vector<Ready>& ready);  // with mutex_ held
