@@ -268,6 +268,7 @@ class FolderHandle : public Napi::ObjectWrap<FolderHandle> {
                            InstanceMethod<&FolderHandle::subset>("subset"),
                            InstanceMethod<&FolderHandle::labels>("labels"),
                            InstanceMethod<&FolderHandle::read>("read"),
+                           InstanceMethod<&FolderHandle::index>("index"),
                        });
   }
 
@@ -294,6 +295,14 @@ class FolderHandle : public Napi::ObjectWrap<FolderHandle> {
     return Napi::Number::New(info.Env(), static_cast<double>(source->channels()));
   }
   Napi::Value root(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), source->root()); }
+  // index() -> { path, status, reason }: what open() did with the index file.
+  Napi::Value index(const Napi::CallbackInfo& info) {
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("path", source->index_path());
+    out.Set("status", source->index_status());
+    out.Set("reason", source->index_reason());
+    return out;
+  }
   Napi::Value classes(const Napi::CallbackInfo& info) {
     Napi::Array out = Napi::Array::New(info.Env(), source->classes().size());
     for (size_t i = 0; i < source->classes().size(); ++i) out.Set(static_cast<uint32_t>(i), source->classes()[i]);
@@ -338,16 +347,19 @@ class FolderHandle : public Napi::ObjectWrap<FolderHandle> {
   }
 };
 
-// openImageFolder(root, channels) -> Promise<FolderHandle>: the scan runs off the JS thread.
+// openImageFolder(root, channels, index) -> Promise<FolderHandle>: the scan (or the index read)
+// runs off the JS thread. index '' means no index file.
 Napi::Value open_image_folder(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     const std::string root = string(env, info[0], "root");
     const int64_t channels = integer(env, info[1], "channels");
     if (channels != 1 && channels != 3) throw_argument(env, "channels must be 1 or 3, got " + std::to_string(channels));
+    const std::string index = info[2].IsUndefined() ? std::string() : string(env, info[2], "index");
     auto out = std::make_shared<std::shared_ptr<data::ImageFolderSource>>();
     return run_async(
-        env, kCodeDataset, [root, channels, out] { *out = std::make_shared<data::ImageFolderSource>(root, channels); },
+        env, kCodeDataset,
+        [root, channels, index, out] { *out = std::make_shared<data::ImageFolderSource>(root, channels, index); },
         [out](Napi::Env env) -> Napi::Value { return FolderHandle::create(env, *out); });
   });
 }
