@@ -428,6 +428,7 @@ class LoaderHandle : public Napi::ObjectWrap<LoaderHandle> {
                            InstanceAccessor<&LoaderHandle::batches_per_epoch>("batchesPerEpoch"),
                            InstanceAccessor<&LoaderHandle::samples_per_rank>("samplesPerRank"),
                            InstanceAccessor<&LoaderHandle::workers>("workers"),
+                           InstanceAccessor<&LoaderHandle::pinned>("pinned"),
                            InstanceAccessor<&LoaderHandle::closed>("closed"),
                            InstanceMethod<&LoaderHandle::start_epoch>("startEpoch"),
                            InstanceMethod<&LoaderHandle::next>("next"),
@@ -493,6 +494,9 @@ class LoaderHandle : public Napi::ObjectWrap<LoaderHandle> {
   }
   Napi::Value samples_per_rank(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(shared_->loader->samples_per_rank()));
+  }
+  Napi::Value pinned(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), shared_->loader->pinned());
   }
   Napi::Value workers(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(shared_->loader->options().workers));
@@ -587,6 +591,27 @@ Napi::Value create_loader(const Napi::CallbackInfo& info) {
     options.world_size = int_field(env, o, "worldSize", "", 1);
     options.strict = bool_field(env, o, "strict", "", false);
     options.crop_decode = bool_field(env, o, "cropDecode", "", true);
+    if (const auto dtype = field(o, "dtype")) {
+      const std::string d = dtype->IsString() ? dtype->As<Napi::String>().Utf8Value() : std::string();
+      if (d == "float32") {
+        options.dtype = data::LoaderOptions::DType::Float32;
+      } else if (d == "uint8") {
+        options.dtype = data::LoaderOptions::DType::UInt8;
+      } else if (d == "float16") {
+        options.dtype = data::LoaderOptions::DType::Float16;
+      } else {
+        throw_argument(env, "dtype must be 'float32', 'uint8' or 'float16'");
+      }
+    }
+    if (const auto pin = field(o, "pinMemory")) {
+      if (pin->IsBoolean()) {
+        options.pin_memory = pin->As<Napi::Boolean>().Value() ? data::LoaderOptions::Pin::On : data::LoaderOptions::Pin::Off;
+      } else if (pin->IsString() && pin->As<Napi::String>().Utf8Value() == "auto") {
+        options.pin_memory = data::LoaderOptions::Pin::Auto;
+      } else {
+        throw_argument(env, "pinMemory must be true, false or 'auto'");
+      }
+    }
     auto loader = argument_errors(env, [&] { return std::make_shared<data::Loader>(source, options); });
     Napi::Object handle = state(env).loader_constructor.New({});
     LoaderHandle::Unwrap(handle)->attach(env, std::move(loader));

@@ -476,7 +476,7 @@ void normalize(float* img, int64_t c, int64_t h, int64_t w, const std::vector<fl
 }
 
 void apply_augment(const Image& image, int64_t channels, const AugmentOptions& o, const AugmentParams& p, float* out,
-                   Workspace& ws) {
+                   Workspace& ws, bool normalize_output) {
   const int64_t s = o.size;
   resample(image, channels, p.crop, s, s, 0, 0, s, s, p.flip, out, ws);
   if (p.jitter) {
@@ -499,7 +499,7 @@ void apply_augment(const Image& image, int64_t channels, const AugmentOptions& o
   }
   if (p.grayscale) to_grayscale(out, channels, s, s);
   if (p.blur) gaussian_blur(out, channels, s, s, o.blur.kernel_size, p.sigma, ws);
-  normalize(out, channels, s, s, o.mean, o.std);
+  if (normalize_output) normalize(out, channels, s, s, o.mean, o.std);
 }
 
 int64_t reduction_for(int64_t crop_h, int64_t crop_w, int64_t out_h, int64_t out_w) {
@@ -579,7 +579,8 @@ DecodeRequest plan_eval_decode(const EvalOptions& o, int64_t h, int64_t w) {
   return request;
 }
 
-void apply_eval(const Image& image, int64_t channels, const EvalOptions& o, float* out, Workspace& ws) {
+void apply_eval(const Image& image, int64_t channels, const EvalOptions& o, float* out, Workspace& ws,
+                bool normalize_output) {
   const int64_t h = image.original_height(), w = image.original_width();
   const int64_t shorter = std::min(h, w), longer = std::max(h, w);
   // torchvision: new_long = int(size * long / short) (Python float division, truncated).
@@ -592,7 +593,7 @@ void apply_eval(const Image& image, int64_t channels, const EvalOptions& o, floa
   whole.height = h;
   whole.width = w;
   resample(image, channels, whole, rh, rw, top, left, o.crop, o.crop, false, out, ws);
-  normalize(out, channels, o.crop, o.crop, o.mean, o.std);
+  if (normalize_output) normalize(out, channels, o.crop, o.crop, o.mean, o.std);
 }
 
 }  // namespace s2bnn::data

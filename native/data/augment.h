@@ -92,14 +92,17 @@ struct Workspace {
   std::vector<int64_t> x_start, x_count, y_start, y_count;
   std::vector<float> x_weights, y_weights;
   std::vector<float> kernel;
+  std::vector<float> view;  // one view before conversion to the batch's dtype
 };
 
-// The whole augmentation of one view: `out` receives channels x size x size floats.
+// The whole augmentation of one view: `out` receives channels x size x size floats, normalized,
+// or in [0, 1] when `normalize` is false.
 void apply_augment(const Image& image, int64_t channels, const AugmentOptions& options, const AugmentParams& params,
-                   float* out, Workspace& ws);
+                   float* out, Workspace& ws, bool normalize = true);
 // Resize of the shorter side to `resize` (aspect kept, torchvision's int() rounding of the
-// longer side), center crop to `crop`, normalize.
-void apply_eval(const Image& image, int64_t channels, const EvalOptions& options, float* out, Workspace& ws);
+// longer side), center crop to `crop`, normalize (unless `normalize` is false).
+void apply_eval(const Image& image, int64_t channels, const EvalOptions& options, float* out, Workspace& ws,
+                bool normalize = true);
 
 // ---- crop-aware decoding ---------------------------------------------------------------------
 

@@ -1,12 +1,16 @@
 #include "loader.h"
 
 #include <algorithm>
+#include <cmath>
 #include <future>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 
 #include "rng.h"
+
+#include <c10/util/Half.h>
+#include <torch/cuda.h>
 
 namespace s2bnn::data {
 namespace {
@@ -51,6 +55,7 @@ Loader::Loader(SourcePtr source, LoaderOptions options) : source_(std::move(sour
                                         ") must not exceed the samples per rank (" +
                                         std::to_string(samples_per_rank()) + ")");
   if (o.workers == 0) o.workers = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  pinned_ = o.pin_memory != LoaderOptions::Pin::Off && torch::cuda::is_available();
   // Chunks of about half a batch per worker: a lone batch still spreads over every worker, and
   // each task is long enough that the queue's lock is cheap.
   chunk_size_ = std::max<int64_t>(1, (o.batch_size + 2 * o.workers - 1) / (2 * o.workers));
@@ -199,7 +204,11 @@ bool Loader::take_task(Task& task) {
   slot->out.index = b;
   try {
     for (int64_t v = 0; v < options_.views; ++v) {
-      slot->out.views.push_back(at::empty({slot->size, channels_, s, s}, at::kFloat));
+      const at::ScalarType type = options_.dtype == LoaderOptions::DType::UInt8   ? at::kByte
+                                  : options_.dtype == LoaderOptions::DType::Float16 ? at::kHalf
+                                                                                    : at::kFloat;
+      slot->out.views.push_back(
+          at::empty({slot->size, channels_, s, s}, at::TensorOptions().dtype(type).pinned_memory(pinned_)));
     }
     slot->out.labels = at::empty({slot->size}, at::kLong);
     slot->out.indices = at::empty({slot->size}, at::kLong);
@@ -238,11 +247,30 @@ void Loader::run_chunk(const Task& task, Workspace& ws) {
     indices[p] = used;
     for (int64_t v = 0; v < options_.views; ++v) {
       const Image& image = images.size() == 1 ? images[0] : images.at(static_cast<size_t>(view_region[v]));
-      float* out = slot.out.views[static_cast<size_t>(v)].data_ptr<float>() + p * plane;
-      if (options_.transform.kind == Transform::Kind::Eval) {
-        apply_eval(image, channels_, options_.transform.eval, out, ws);
+      const LoaderOptions::DType dtype = options_.dtype;
+      at::Tensor& view = slot.out.views[static_cast<size_t>(v)];
+      float* out = nullptr;
+      if (dtype == LoaderOptions::DType::Float32) {
+        out = view.data_ptr<float>() + p * plane;
       } else {
-        apply_augment(image, channels_, options_.transform.augment, params[v], out, ws);
+        ws.view.resize(static_cast<size_t>(plane));
+        out = ws.view.data();
+      }
+      const bool normalize = dtype != LoaderOptions::DType::UInt8;
+      if (options_.transform.kind == Transform::Kind::Eval) {
+        apply_eval(image, channels_, options_.transform.eval, out, ws, normalize);
+      } else {
+        apply_augment(image, channels_, options_.transform.augment, params[v], out, ws, normalize);
+      }
+      if (dtype == LoaderOptions::DType::UInt8) {
+        uint8_t* dst = view.data_ptr<uint8_t>() + p * plane;
+        for (int64_t k = 0; k < plane; ++k) {
+          const float x = out[k] < 0.0f ? 0.0f : (out[k] > 1.0f ? 1.0f : out[k]);
+          dst[k] = static_cast<uint8_t>(std::nearbyint(x * 255.0f));
+        }
+      } else if (dtype == LoaderOptions::DType::Float16) {
+        at::Half* dst = view.data_ptr<at::Half>() + p * plane;
+        for (int64_t k = 0; k < plane; ++k) dst[k] = static_cast<at::Half>(out[k]);
       }
     }
   }

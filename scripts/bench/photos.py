@@ -37,11 +37,11 @@ def picture(rng, h, w):
     channels = []
     for _ in range(3):
         total = np.zeros((h, w), np.float32)
-        for cell in (96, 48, 24, 12, 6, 3):
-            total += smooth_noise(rng, h, w, cell) * (cell / 96.0) ** 0.7
+        for cell in (96, 48, 24, 12, 6, 3, 2):
+            total += smooth_noise(rng, h, w, cell) * (cell / 96.0) ** 0.3
         channels.append(total)
     mix = rng.uniform(0.2, 1.0, (3, 3)).astype(np.float32)
-    img = np.einsum('ij,jhw->hwi', mix, np.stack(channels)) * 28 + rng.uniform(70, 170, 3).astype(np.float32)
+    img = np.einsum('ij,jhw->hwi', mix, np.stack(channels)) * 22 + rng.uniform(70, 170, 3).astype(np.float32)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     for _ in range(int(rng.integers(3, 7))):
         if rng.random() < 0.5:
@@ -54,7 +54,7 @@ def picture(rng, h, w):
         color = rng.uniform(-60, 60, 3).astype(np.float32)
         texture = smooth_noise(rng, h, w, 4)[..., None] * rng.uniform(4, 14)
         img = np.where(mask[..., None], img + color + texture, img)
-    img += rng.standard_normal((h, w, 3)).astype(np.float32) * 3.0
+    img += rng.standard_normal((h, w, 3)).astype(np.float32) * 9.0
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
