@@ -1,6 +1,7 @@
 // `s2bnn bench-data`: throughput of the data pipeline on an ImageFolder tree (decode + the
 // pre-training views, or the evaluation transforms), images/s and views/s in steady state.
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 
 import { DataLoader, ImageFolder, Transform, transforms } from '../data';
@@ -16,6 +17,8 @@ export const BENCH_DATA_USAGE = `  bench-data --data DIR [options]   the data pi
       --batch-size N            (default 64)
       --seconds S               measured time after the first batch (default 10)
       --no-crop-decode          decode every image whole (LoaderOptions.cropDecode false)
+      --decode-only             only read + decode (ImageFolder.read, N reads in flight on libuv's
+                                pool: set UV_THREADPOOL_SIZE=N too), whole images
       --json                    one JSON line`;
 
 export interface DataBenchResult {
@@ -27,7 +30,11 @@ export interface DataBenchResult {
   transform: string;
   cropDecode: boolean;
   seconds: number;
+  /** CPU time (user + system, all threads) while timed. */
+  cpuSeconds: number;
   imagesPerSecond: number;
+  /** Images per CPU-second: the per-core rate, robust to other load on the machine. */
+  imagesPerCpuSecond: number;
   viewsPerSecond: number;
   imagesPerSecondPerWorker: number;
   firstBatchMs: number;
@@ -44,10 +51,51 @@ export interface DataBenchOptions {
   batchSize?: number;
   seconds?: number;
   cropDecode?: boolean;
+  /** Only ImageFolder.read() (whole decodes), `workers` reads in flight. */
+  decodeOnly?: boolean;
+}
+
+function cpuSince(from: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(from);
+  return (used.user + used.system) / 1e6;
+}
+
+async function benchDecode(dataset: ImageFolder, concurrency: number, seconds: number): Promise<DataBenchResult> {
+  const start = process.hrtime.bigint();
+  let measuredFrom = 0n;
+  let firstBatchMs = 0;
+  let images = 0, next = 0;
+  let cpuFrom = process.cpuUsage();
+  const elapsed = () => Number(process.hrtime.bigint() - measuredFrom) / 1e9;
+  const reader = async () => {
+    for (;;) {
+      if (measuredFrom !== 0n && elapsed() >= seconds) return;
+      const image = await dataset.read(next++ % dataset.length);
+      image.dispose();
+      if (measuredFrom === 0n) {
+        measuredFrom = process.hrtime.bigint();
+        cpuFrom = process.cpuUsage();
+        firstBatchMs = Number(measuredFrom - start) / 1e6;
+      } else {
+        images++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, reader));
+  const time = elapsed();
+  const cpu = cpuSince(cpuFrom);
+  return {
+    root: dataset.root, images, workers: concurrency, views: 0, size: 0, transform: 'decode only', cropDecode: false,
+    seconds: time, cpuSeconds: cpu, imagesPerSecond: images / time, imagesPerCpuSecond: images / cpu, viewsPerSecond: 0, imagesPerSecondPerWorker: images / time / concurrency,
+    firstBatchMs, peakRssMiB: process.resourceUsage().maxRSS / 1024, skipped: 0,
+  };
 }
 
 /** Runs the loader over `dataset` for about `seconds` after its first batch (epochs repeat). */
 export async function benchData(dataset: ImageFolder, options: DataBenchOptions = {}): Promise<DataBenchResult> {
+  if (options.decodeOnly) {
+    return benchDecode(dataset, options.workers ?? os.availableParallelism?.() ?? os.cpus().length, options.seconds ?? 10);
+  }
   const size = options.size ?? 224;
   const evaluation = options.eval === true;
   const views = evaluation ? 1 : (options.views ?? 2);
@@ -63,6 +111,7 @@ export async function benchData(dataset: ImageFolder, options: DataBenchOptions 
   let measuredFrom = 0n;
   let firstBatchMs = 0;
   let images = 0;
+  let cpuFrom = process.cpuUsage();
   const elapsed = () => Number(process.hrtime.bigint() - measuredFrom) / 1e9;
   try {
     for (let epoch = 0; ; epoch++) {
@@ -72,6 +121,7 @@ export async function benchData(dataset: ImageFolder, options: DataBenchOptions 
         batch.dispose();
         if (measuredFrom === 0n) {
           measuredFrom = process.hrtime.bigint();
+          cpuFrom = process.cpuUsage();
           firstBatchMs = Number(measuredFrom - start) / 1e6;
           continue;
         }
@@ -87,6 +137,7 @@ export async function benchData(dataset: ImageFolder, options: DataBenchOptions 
     loader.close();
   }
   const time = elapsed();
+  const cpu = cpuSince(cpuFrom);
   return {
     root: dataset.root,
     images,
@@ -96,7 +147,9 @@ export async function benchData(dataset: ImageFolder, options: DataBenchOptions 
     transform: evaluation ? `eval ${Math.round((size * 8) / 7)} -> ${size}` : recipe,
     cropDecode,
     seconds: time,
+    cpuSeconds: cpu,
     imagesPerSecond: images / time,
+    imagesPerCpuSecond: images / cpu,
     viewsPerSecond: (images * views) / time,
     imagesPerSecondPerWorker: images / time / loader.workers,
     firstBatchMs,
@@ -116,6 +169,7 @@ export async function benchDataCommand(args: string[]): Promise<void> {
     'batch-size': 'number',
     seconds: 'number',
     'no-crop-decode': 'boolean',
+    'decode-only': 'boolean',
     json: 'boolean',
   });
   const data = optionalString(flags, 'data');
@@ -137,10 +191,19 @@ export async function benchDataCommand(args: string[]): Promise<void> {
     batchSize: positiveInteger(flags, 'batch-size'),
     seconds: flags.seconds !== undefined ? Number(flags.seconds) : undefined,
     cropDecode: flags['no-crop-decode'] !== true,
+    decodeOnly: flags['decode-only'] === true,
   });
   if (result.images === 0) throw new Error(`no batch finished within the measured time: raise --seconds`);
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
+    return;
+  }
+  if (result.transform === 'decode only') {
+    process.stdout.write(
+      `data        ${result.root} (${dataset.length} images)\nread+decode ${result.imagesPerSecond.toFixed(1)} images/s ` +
+        `(${result.workers} in flight), ` +
+        `${result.imagesPerCpuSecond.toFixed(1)} per CPU-second\npeak RSS    ${result.peakRssMiB.toFixed(0)} MiB\n`,
+    );
     return;
   }
   const lines = [
@@ -149,6 +212,7 @@ export async function benchDataCommand(args: string[]): Promise<void> {
     `workers     ${result.workers}`,
     `images/s    ${result.imagesPerSecond.toFixed(1)} (${result.imagesPerSecondPerWorker.toFixed(1)} per worker)`,
     `views/s     ${result.viewsPerSecond.toFixed(1)}`,
+    `per core    ${result.imagesPerCpuSecond.toFixed(1)} images per CPU-second (${result.cpuSeconds.toFixed(2)} s of CPU)`,
     `measured    ${result.images} images in ${result.seconds.toFixed(2)} s after a first batch at ${result.firstBatchMs.toFixed(0)} ms`,
     `peak RSS    ${result.peakRssMiB.toFixed(0)} MiB`,
   ];
