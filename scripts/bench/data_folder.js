@@ -15,8 +15,8 @@
 // load on a shared machine disturbs least); with --runs N the best and the median of N runs are
 // reported. One JSON line per measurement, then a Markdown table.
 //
-//   node scripts/bench/data_folder.js [--images 2000] [--workers 1,2] [--seconds 8] [--runs 3]
-//                                     [--dir DIR] [--no-python]
+//   node scripts/bench/data_folder.js [--images 2000] [--width 500 --height 375] [--workers 1,2]
+//                                     [--seconds 8] [--runs 1] [--dir DIR] [--no-python]
 'use strict';
 const { spawnSync } = require('child_process');
 const fs = require('fs');
@@ -31,6 +31,7 @@ function option(name, fallback) {
   return i >= 0 ? process.argv[i + 1] : fallback;
 }
 const images = Number(option('images', '2000'));
+const width = option('width', '500'), height = option('height', '375');
 const workerCounts = option('workers', '1,2').split(',').map(Number);
 const seconds = Number(option('seconds', '8'));
 const runs = Number(option('runs', '1'));
@@ -66,8 +67,8 @@ function main() {
   try {
     if (!fs.existsSync(dir)) {
       const perClass = Math.ceil(images / 20);
-      process.stderr.write(`bench: writing ${perClass * 20} photo-like JPEGs to ${dir}\n`);
-      run(python, [path.join(__dirname, 'photos.py'), dir, '--classes', '20', '--per-class', String(perClass)]);
+      process.stderr.write(`bench: writing ${perClass * 20} photo-like ${width} x ${height} JPEGs to ${dir}\n`);
+      run(python, [path.join(__dirname, 'photos.py'), dir, '--classes', '20', '--per-class', String(perClass), '--width', width, '--height', height]);
     }
     const pythonOk = withPython && spawnSync(python, ['-c', 'import torch, torchvision, PIL'], { encoding: 'utf8' }).status === 0;
     if (withPython && !pythonOk) process.stderr.write(`bench: ${python} lacks torch/torchvision/PIL; baselines skipped\n`);
