@@ -2,7 +2,10 @@
 
 #include "decode.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -249,7 +252,8 @@ bool ImageFolderSource::write_index(const std::string& file, const Listing& list
   // Written beside the target and renamed over it: readers never see a partial file.
   const fs::path target(file);
   if (target.has_parent_path()) fs::create_directories(target.parent_path(), error);
-  const std::string temp = file + ".tmp" + std::to_string(reinterpret_cast<uintptr_t>(&w));
+  static std::atomic<uint64_t> counter{0};
+  const std::string temp = file + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   std::FILE* f = std::fopen(temp.c_str(), "wb");
   if (!f) {
     why = std::string("cannot write the index: ") + std::strerror(errno);
