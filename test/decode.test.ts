@@ -129,6 +129,32 @@ describePil('crop-aware decoding', () => {
   });
 });
 
+describePil('crop-aware decoding and damaged files', () => {
+  test('a truncated JPEG is bad whatever the crop; trailing bytes after EOI are fine', async () => {
+    const source = await ImageFolder.open(path.join(tmp, 'photos'), { index: false });
+    const good = fs.readFileSync(source.path(0));
+    expect(good.subarray(good.length - 2).equals(Buffer.from([0xff, 0xd9]))).toBe(true);
+    const dir = path.join(tmp, 'damaged', 'c');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'a-cut.jpg'), good.subarray(0, Math.floor(good.length * 0.7)));
+    fs.writeFileSync(path.join(dir, 'b-trailer.jpg'), Buffer.concat([good, Buffer.alloc(100, 0x55)]));
+    fs.writeFileSync(path.join(dir, 'c-big-trailer.jpg'), Buffer.concat([good, Buffer.alloc(10000, 0x55)]));
+    const ds = await ImageFolder.open(path.join(tmp, 'damaged'), { index: false });
+    // Small crops (most end above the cut): only the file's missing end can tell.
+    const transform: Transform = { kind: 'augment', options: { size: 16, scale: [0.02, 0.05], ...identity } };
+    for (let seed = 0; seed < 8; seed++) {
+      const loader = new DataLoader(ds, { batchSize: 3, views: 2, transform, workers: 1, seed, shuffle: false });
+      for await (const batch of loader.epoch(0)) {
+        expect(Array.from(batch.indices.toTypedArray() as BigInt64Array, Number)).toEqual([1, 1, 2]);
+        batch.dispose();
+      }
+      const skipped = loader.skipped();
+      loader.close();
+      expect(skipped.map((s) => [path.basename(s.path), s.reason.split(':')[0]])).toEqual([['a-cut.jpg', 'truncated JPEG']]);
+    }
+  });
+});
+
 describePil('PNG', () => {
   test('every color type decodes as PIL does (16-bit: the high byte), 3 and 1 channels', async () => {
     for (const channels of [3, 1] as const) {

@@ -133,6 +133,7 @@ struct JpegRegion {
 struct JpegOutput {
   int64_t height = 0, width = 0, channels = 0, origin_y = 0, origin_x = 0;
   std::vector<uint8_t> pixels;
+  std::vector<uint8_t> scratch;
 };
 
 // Whether the data ends with an EOI marker after the scans (possibly followed by a few bytes of
@@ -193,7 +194,14 @@ bool jpeg_decode_region(Jpeg& jpeg, const uint8_t* data, size_t size, J_COLOR_SP
     return true;
   }
   if (cinfo->output_scanline < cinfo->output_height) {
-    jpeg_skip_scanlines(cinfo, cinfo->output_height - cinfo->output_scanline);
+    // Skipping to the very end only sets libjpeg's end-of-image flag without reading: skip all but
+    // the last row (whole iMCU rows are still entropy-decoded) and read that one, so the data is
+    // consumed to its end and a truncation is reported.
+    const JDIMENSION rest = cinfo->output_height - cinfo->output_scanline;
+    if (rest > 1) jpeg_skip_scanlines(cinfo, rest - 1);
+    out.scratch.resize(stride);
+    JSAMPROW row = out.scratch.data();
+    while (cinfo->output_scanline < cinfo->output_height) jpeg_read_scanlines(cinfo, &row, 1);
   }
   jpeg_finish_decompress(cinfo);
   return true;
