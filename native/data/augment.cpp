@@ -102,13 +102,6 @@ AxisMap map_axis(int64_t offset, int64_t size, int64_t scale, int64_t origin, in
   return m;
 }
 
-struct U8ToFloat {
-  float table[256];
-  U8ToFloat() {
-    for (int v = 0; v < 256; ++v) table[v] = static_cast<float>(v) / 255.0f;
-  }
-};
-const U8ToFloat kToFloat;
 
 inline float gray_of(float r, float g, float b) { return 0.2989f * r + 0.587f * g + 0.114f * b; }
 
@@ -273,20 +266,48 @@ void resample(const Image& input, int64_t channels, const CropBox& box, int64_t 
   const int64_t rows = row_end - row_first;
   const int64_t C = channels;
   // Horizontal pass first (as torch does) over the source rows the vertical pass needs:
-  // temp[c][row][x].
+  // temp[c][row][x]. Each row's span of source pixels is converted to float once; the taps then
+  // read floats, all channels of a pixel in one loop, each channel summed in torch's order
+  // (t0 * w0, then + t_j * w_j), so the values are the same as tap-by-tap conversion.
   ws.temp.resize(static_cast<size_t>(C * rows * out_w));
   float* temp = ws.temp.data();
-  const float* table = kToFloat.table;
+  const int64_t span_first = ws.x_start[0];
+  int64_t span_end = span_first;
+  for (int64_t x = 0; x < out_w; ++x) span_end = std::max(span_end, ws.x_start[x] + ws.x_count[x]);
+  ws.row.resize(static_cast<size_t>((span_end - span_first) * C));
+  float* row = ws.row.data();
   for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* src_row = image->pixels + ((my.base + row_first + r) * image->width + mx.base) * C;
-    for (int64_t x = 0; x < out_w; ++x) {
-      const uint8_t* src = src_row + ws.x_start[x] * C;
-      const float* w = ws.x_weights.data() + x * sx;
-      const int64_t n = ws.x_count[x];
-      for (int64_t c = 0; c < C; ++c) {
-        float acc = table[src[c]] * w[0];
-        for (int64_t j = 1; j < n; ++j) acc += table[src[j * C + c]] * w[j];
-        temp[(c * rows + r) * out_w + x] = acc;
+    const uint8_t* src_row = image->pixels + ((my.base + row_first + r) * image->width + mx.base + span_first) * C;
+    // The table's values, computed in a loop that vectorizes (a correctly rounded division).
+    for (int64_t k = 0; k < (span_end - span_first) * C; ++k) row[k] = static_cast<float>(src_row[k]) / 255.0f;
+    float* t0 = temp + r * out_w;
+    if (C == 3) {
+      float* t1 = t0 + rows * out_w;
+      float* t2 = t1 + rows * out_w;
+      for (int64_t x = 0; x < out_w; ++x) {
+        const float* src = row + (ws.x_start[x] - span_first) * 3;
+        const float* w = ws.x_weights.data() + x * sx;
+        const int64_t n = ws.x_count[x];
+        float a0 = src[0] * w[0], a1 = src[1] * w[0], a2 = src[2] * w[0];
+        for (int64_t j = 1; j < n; ++j) {
+          a0 += src[3 * j] * w[j];
+          a1 += src[3 * j + 1] * w[j];
+          a2 += src[3 * j + 2] * w[j];
+        }
+        t0[x] = a0;
+        t1[x] = a1;
+        t2[x] = a2;
+      }
+    } else {
+      for (int64_t x = 0; x < out_w; ++x) {
+        const float* src = row + (ws.x_start[x] - span_first) * C;
+        const float* w = ws.x_weights.data() + x * sx;
+        const int64_t n = ws.x_count[x];
+        for (int64_t c = 0; c < C; ++c) {
+          float acc = src[c] * w[0];
+          for (int64_t j = 1; j < n; ++j) acc += src[j * C + c] * w[j];
+          t0[c * rows * out_w + x] = acc;
+        }
       }
     }
   }

@@ -93,6 +93,7 @@ struct Workspace {
   std::vector<float> x_weights, y_weights;
   std::vector<float> kernel;
   std::vector<float> view;  // one view before conversion to the batch's dtype
+  std::vector<float> row;   // one source row converted to float
 };
 
 // The whole augmentation of one view: `out` receives channels x size x size floats, normalized,
