@@ -16,11 +16,25 @@ function touch(file: string): void {
   fs.writeFileSync(file, '');
 }
 
+// Moves every folder's modification time an hour (and a second per call) into the past, as if the
+// tree had been quiet: an index is only trusted when its folders had not changed for 2 s before
+// the scan (file times are coarse: a change within their granularity could go unseen).
+let settled = 0;
+function settle(root: string): void {
+  const when = Date.now() / 1000 - 3600 - ++settled;
+  const walk = (dir: string) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) walk(path.join(dir, entry.name));
+    fs.utimesSync(dir, when, when);
+  };
+  walk(root);
+}
+
 function tree(name: string): string {
   const root = path.join(tmp, name);
   for (const c of ['b', 'a', 'Z']) for (let i = 0; i < 3; i++) touch(path.join(root, c, `${i}.jpg`));
   touch(path.join(root, 'a', 'deep', 'x.png'));
   touch(path.join(root, 'a', 'notes.txt'));
+  settle(root);
   return root;
 }
 
@@ -66,13 +80,36 @@ describe('ImageFolder index', () => {
       ['class added', () => touch(path.join(root, 'c', '0.jpg')), 12],
     ];
     for (const [what, change, length] of changes) {
+      // Right after the change (possibly within the file times' granularity of the last scan).
       change();
       const ds = await ImageFolder.open(root, { index });
-      expect([what, ds.index.status, ds.index.reason]).toEqual([what, 'rebuilt', expect.stringMatching(/^stale index: '.*' changed$/)]);
+      expect([what, ds.index.status]).toEqual([what, 'rebuilt']);
       const scanned = await ImageFolder.open(root, { index: false });
       expect(ds.length).toBe(length);
       expect(await listing(ds)).toEqual(await listing(scanned));
+      // The tree was changed less than 2 s before that scan: not trusted yet.
+      const racy = await ImageFolder.open(root, { index });
+      expect([what, racy.index.status, racy.index.reason]).toEqual([what, 'rebuilt', expect.stringMatching(/^index not trusted: '.*' had changed within 2 s of the scan$/)]);
+      settle(root);
+      const stale = await ImageFolder.open(root, { index });
+      expect([what, stale.index.status, stale.index.reason]).toEqual([what, 'rebuilt', expect.stringMatching(/^stale index: '.*' changed$/)]);
       expect((await ImageFolder.open(root, { index })).index.status).toBe('loaded');
+      expect(await listing(stale)).toEqual(await listing(scanned));
+    }
+  });
+
+  test('a change made while the index is written is never missed', async () => {
+    // Without the 2 s rule, a file added within the same timestamp tick as the scan would leave
+    // its folder's time unchanged and the index would keep the old listing.
+    const root = tree('racy');
+    const index = path.join(tmp, 'racy.idx');
+    for (let k = 0; k < 5; k++) {
+      fs.utimesSync(path.join(root, 'a'), new Date(), new Date());
+      await ImageFolder.open(root, { index });
+      touch(path.join(root, 'a', `new${k}.jpg`));
+      const ds = await ImageFolder.open(root, { index });
+      expect(ds.index.status).toBe('rebuilt');
+      expect(Array.from({ length: ds.length }, (_, i) => path.basename(ds.path(i)))).toContain(`new${k}.jpg`);
     }
   });
 

@@ -62,12 +62,24 @@ std::vector<std::string> list_images(const fs::path& folder, std::vector<std::pa
 
 // ---- the index file -------------------------------------------------------------------------
 //
-// Little-endian binary: "S2BNNIDX", u32 version, the root's canonical path, the folders' stamps
+// Little-endian binary: "S2BNNIDX", u32 version, the root's canonical path, when the scan started
+// (ns since the epoch, the file-time clock), the folders' stamps
 // (path relative to the root and modification time in ns: the root, every class folder and every
 // folder below), the classes (name, image count, each image's path relative to its class
 // folder), then the FNV-1a 64 hash of everything before it. Strings are u32 length + bytes.
 // A folder's mtime changes whenever an entry is added, removed or renamed in it, so equal stamps
-// mean an equal listing without listing anything.
+// mean an equal listing without listing anything, with one exception: file times are coarse
+// (a jiffy on Linux, up to 2 s on some filesystems), so a folder changed within that granularity
+// of being listed could keep its stamp. As git does with its index ("racy" entries), a folder
+// stamped less than kRacyNs before the scan started is not trusted: such an index is rebuilt,
+// until the tree has been quiet for that long.
+constexpr int64_t kRacyNs = int64_t{2'000'000'000};
+
+int64_t now_ns() {
+  return static_cast<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  fs::file_time_type::clock::now().time_since_epoch())
+                                  .count());
+}
 
 constexpr char kIndexMagic[8] = {'S', '2', 'B', 'N', 'N', 'I', 'D', 'X'};
 constexpr uint32_t kIndexVersion = 1;
@@ -190,6 +202,7 @@ bool ImageFolderSource::read_index(const std::string& file, Listing& listing, st
     why = "index written for another root";
     return false;
   }
+  const int64_t scanned = r.i64();
   const uint32_t folders = r.u32();
   for (uint32_t k = 0; r.ok && k < folders; ++k) {
     const std::string rel = r.str();
@@ -198,6 +211,10 @@ bool ImageFolderSource::read_index(const std::string& file, Listing& listing, st
     const auto now = fs::last_write_time(folder, error);
     if (error || std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count() != stamp) {
       why = "stale index: '" + folder.string() + "' changed";
+      return false;
+    }
+    if (r.ok && stamp > scanned - kRacyNs) {
+      why = "index not trusted: '" + folder.string() + "' had changed within 2 s of the scan";
       return false;
     }
   }
@@ -222,7 +239,8 @@ bool ImageFolderSource::read_index(const std::string& file, Listing& listing, st
 }
 
 bool ImageFolderSource::write_index(const std::string& file, const Listing& listing,
-                                    const std::vector<std::pair<std::string, int64_t>>& folders, std::string& why) {
+                                    const std::vector<std::pair<std::string, int64_t>>& folders, int64_t scanned,
+                                    std::string& why) {
   std::error_code error;
   Writer w;
   w.out.append(kIndexMagic, sizeof kIndexMagic);
@@ -232,6 +250,7 @@ bool ImageFolderSource::write_index(const std::string& file, const Listing& list
     why = "cannot resolve the root: " + error.message();
     return false;
   }
+  w.i64(scanned);
   w.u32(static_cast<uint32_t>(folders.size()));
   for (const auto& [folder, stamp] : folders) {
     w.str(folder == listing.root ? std::string() : relative_to(folder, listing.root));
@@ -309,6 +328,7 @@ ImageFolderSource::ImageFolderSource(const std::string& root, int64_t channels, 
   }
   if (index_status_ != "loaded") {
     std::vector<std::pair<std::string, int64_t>> folders;
+    const int64_t scanned = now_ns();
     try {
       folders.emplace_back(root, mtime_ns(root));
       scan(*listing, folders);
@@ -316,7 +336,7 @@ ImageFolderSource::ImageFolderSource(const std::string& root, int64_t channels, 
       throw std::runtime_error(std::string("cannot list ImageFolder '") + root + "': " + e.what());
     }
     std::string why;
-    if (!index.empty() && !write_index(index, *listing, folders, why)) {
+    if (!index.empty() && !write_index(index, *listing, folders, scanned, why)) {
       index_status_ = "unwritten";
       index_reason_ = why;
     }

@@ -60,7 +60,8 @@ class ImageFolderSource : public ImageSource {
   ImageFolderSource() = default;
   static void scan(Listing& listing, std::vector<std::pair<std::string, int64_t>>& folders);
   static bool read_index(const std::string& file, Listing& listing, std::string& why);
-  static bool write_index(const std::string& file, const Listing& listing, const std::vector<std::pair<std::string, int64_t>>& folders,
+  static bool write_index(const std::string& file, const Listing& listing,
+                          const std::vector<std::pair<std::string, int64_t>>& folders, int64_t scanned,
                           std::string& why);
   int64_t base_index(int64_t i) const { return map_ ? (*map_)[static_cast<size_t>(i)] : i; }
 
