@@ -107,6 +107,9 @@ describePil('crop-aware decoding', () => {
     const full = await views(ds, augment(160), false);
     const crop = await views(ds, augment(160), true);
     expect(compare(full, crop)).toEqual({ mean: 0, max: 0 });
+    // Eval's center window, decoded without its margins (a shorter side < 400 is not reduced).
+    const evaluation: Transform = { kind: 'eval', resize: 200, crop: 150, ...identity };
+    expect(compare(await views(ds, evaluation, false), await views(ds, evaluation, true))).toEqual({ mean: 0, max: 0 });
   });
 
   test('reduced decodes stay within a fraction of a level on average (augment and eval)', async () => {
