@@ -17,6 +17,8 @@ const describePil = hasPil ? describe : describe.skip;
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-imagefolder-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+// The default index files (ImageFolderOptions.index) go with the trees, not into ~/.cache.
+process.env.S2BNN_CACHE_DIR = path.join(tmp, 'index-cache');
 
 // Writes the trees and prints, per good file, PIL's RGB and L decode (base64 of the raw bytes).
 const GENERATE = String.raw`
