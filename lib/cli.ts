@@ -8,6 +8,7 @@ import { benchStep, formatStepTable, StepBenchRecipe, StepFigure } from './bench
 import { Checkpoint, CheckpointFormat, formatForPath } from './checkpoint';
 import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native';
 import { getNumThreads, setNumThreads } from './tensor';
+import { BENCH_DATA_USAGE, benchDataCommand } from './cli/bench-data';
 import { Flags, UsageError, parseFlags, positiveInteger } from './cli/flags';
 import { DEPLOY_USAGE, exportCommand, inferCommand } from './cli/deploy';
 import { REPRODUCE_USAGE, TRAIN_USAGE, evalCommand, finetuneCommand, knnCommand, linclsCommand, pretrainCommand, reproduceCommand } from './cli/train';
@@ -45,6 +46,7 @@ ${DEPLOY_USAGE}
       --teacher-arch resnet18|resnet34|resnet50          (default resnet50)
       --steps N                 timed steps after one warm-up (default 5)
       --device cpu|cuda, --threads N, --no-python, --json
+${BENCH_DATA_USAGE}
 
 Environment: S2BNN_NUM_THREADS (threads), LIBTORCH (libtorch folder for builds),
 S2BNN_PYTHON (python3 with torch for baselines).`;
@@ -228,6 +230,7 @@ const COMMANDS: Record<string, (args: string[]) => void | number | Promise<void 
   inspect,
   convert,
   'bench-ops': benchOpsCommand,
+  'bench-data': benchDataCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,5 +1,10 @@
 // Datasets, augmentation transforms and the batching DataLoader over the native pipeline
 // (native/data): batches are assembled on a native thread pool; JS only receives finished tensors.
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
 import { TensorHandle, native } from './native';
 import { Tensor } from './tensor';
 
@@ -118,6 +123,47 @@ interface FolderHandle {
   subset(indices: number[] | Int32Array): FolderHandle;
   labels(): TensorHandle;
   read(index: number): Promise<TensorHandle>;
+  index(): { path: string; status: string; reason: string };
+}
+
+/** What ImageFolder.open() did with its index file (see ImageFolderOptions.index). */
+export interface ImageFolderIndexInfo {
+  /** The index file, or null when open() was given `index: false`. */
+  path: string | null;
+  /**
+   * `loaded` (the listing came from the index), `created` (no index yet: scanned and written),
+   * `rebuilt` (stale, corrupt or for another root: scanned and rewritten; `reason` says which),
+   * `unwritten` (scanned; the index could not be written: `reason`), `off`.
+   */
+  status: 'loaded' | 'created' | 'rebuilt' | 'unwritten' | 'off';
+  reason: string;
+}
+
+export interface ImageFolderOptions {
+  /** 3 (default): RGB; 1: luma (by the transform). */
+  channels?: 1 | 3;
+  /**
+   * The listing's cache file, or false for none. Default: a file per root (by its real path) in
+   * `$S2BNN_CACHE_DIR`, else `$XDG_CACHE_HOME/s2bnn`, else `~/.cache/s2bnn`. A valid index
+   * (every folder's modification time unchanged) replaces the scan; a stale or unreadable one
+   * is rebuilt; index problems never fail open().
+   */
+  index?: string | false;
+}
+
+/** The default index file of an ImageFolder root (see ImageFolderOptions.index). */
+export function defaultIndexPath(root: string): string {
+  let real = path.resolve(root);
+  try {
+    real = fs.realpathSync(root);
+  } catch {
+    // a missing root fails in open() with its own message
+  }
+  const base =
+    process.env.S2BNN_CACHE_DIR ??
+    path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 's2bnn');
+  const key = crypto.createHash('sha256').update(real).digest('hex').slice(0, 16);
+  return path.join(base, `imagefolder-${key}.idx`);
 }
 
 interface RawBatch {
@@ -132,6 +178,7 @@ interface LoaderHandle {
   readonly batchesPerEpoch: number;
   readonly samplesPerRank: number;
   readonly workers: number;
+  readonly pinned: boolean;
   readonly closed: boolean;
   startEpoch(epoch: number, startBatch: number): void;
   next(): Promise<RawBatch | null>;
@@ -170,7 +217,7 @@ export type TransformOp =
 
 interface DataBindings {
   createInMemoryDataset(images: TensorHandle, labels: TensorHandle, numClasses: number): DatasetHandle;
-  openImageFolder(root: string, channels: number): Promise<FolderHandle>;
+  openImageFolder(root: string, channels: number, index: string): Promise<FolderHandle>;
   createLoader(dataset: DatasetHandle | FolderHandle, options: Record<string, unknown>): LoaderHandle;
   dataTesting: {
     applyTransform(image: TensorHandle, spec: TransformOp & { channels?: number }): TensorHandle;
@@ -244,10 +291,10 @@ export class InMemoryDataset {
 }
 
 /**
- * A torchvision-style ImageFolder tree, `root/<class>/<image>.jpg` (images may sit in subfolders), decoded with libjpeg-turbo
- * on the DataLoader's threads. Labels follow the sorted class folder names; images are sorted by
- * path within a class. JPEG only: PNG files (and any file that does not decode) are skipped by
- * the DataLoader and reported in `loader.skipped()`.
+ * A torchvision-style ImageFolder tree, `root/<class>/<image>.jpg` (images may sit in subfolders), JPEGs decoded with
+ * libjpeg-turbo and PNGs with libpng on the DataLoader's threads. Labels follow the sorted class folder names; images
+ * are sorted by path within a class. Files that do not decode are skipped by the DataLoader and reported in
+ * `loader.skipped()`. The listing is cached in an index file (ImageFolderOptions.index).
  */
 export class ImageFolder {
   /** @internal */
@@ -260,16 +307,27 @@ export class ImageFolder {
   }
 
   /**
-   * Scans `root` (off the JS thread). `channels` 3 (default) decodes to RGB, grayscale and CMYK
-   * JPEGs included; 1 gives luma (by the transform). Rejects with code S2BNN_DATASET naming the folder when
+   * Scans `root`, or reads its valid index (off the JS thread). `channels` 3 (default) decodes to RGB, grayscale and CMYK
+   * JPEGs and every PNG included; 1 gives luma (by the transform). Rejects with code S2BNN_DATASET naming the folder when
    * root is missing, has no class folders, or a class folder has no image.
    */
-  static async open(root: string, options: { channels?: 1 | 3 } = {}): Promise<ImageFolder> {
+  static async open(root: string, options: ImageFolderOptions = {}): Promise<ImageFolder> {
     if (typeof root !== 'string' || root.length === 0) throw argumentError('root must be a folder path');
     const channels = options.channels ?? 3;
     checkChannels(channels);
-    const handle = await bindings().openImageFolder(root, channels);
+    const index = options.index;
+    if (index !== undefined && index !== false && (typeof index !== 'string' || index.length === 0)) {
+      throw argumentError('index must be a file path or false');
+    }
+    const indexPath = index === false ? '' : index ?? defaultIndexPath(root);
+    const handle = await bindings().openImageFolder(root, channels, indexPath);
     return new ImageFolder(handle, Object.freeze(handle.classes()));
+  }
+
+  /** What open() did with the index file. */
+  get index(): ImageFolderIndexInfo {
+    const info = this.handle.index();
+    return { path: info.path === '' ? null : info.path, status: info.status as ImageFolderIndexInfo['status'], reason: info.reason };
   }
 
   get root(): string {
@@ -347,10 +405,29 @@ export interface LoaderOptions {
    * the default), so batch shapes stay constant.
    */
   strict?: boolean;
+  /**
+   * Crop-aware decoding of ImageFolder JPEGs (default true): only the region the transforms read
+   * is decoded, at 1/2, 1/4 or 1/8 scale (libjpeg's DCT-domain reduction) while every view's
+   * resize stays a downscale. The transform parameters are the same either way; pixels differ
+   * slightly (docs/data.md). false decodes every image whole, at full scale.
+   */
+  cropDecode?: boolean;
+  /**
+   * The views' element type (default 'float32', normalized). 'uint8': the pixels before
+   * normalization, round(255 x) (normalize on the GPU: a quarter of the bytes to copy);
+   * 'float16': normalized, half precision.
+   */
+  dtype?: 'float32' | 'uint8' | 'float16';
+  /**
+   * Batch buffers in page-locked (pinned) memory for asynchronous host-to-GPU copies (default
+   * 'auto': when libtorch sees a CUDA device). Without a CUDA device nothing is pinned, whatever
+   * is asked; `loader.pinned` says what was decided.
+   */
+  pinMemory?: boolean | 'auto';
 }
 
 export interface Batch {
-  /** `views` float32 tensors [B, C, S, S]. */
+  /** `views` tensors [B, C, S, S] of LoaderOptions.dtype (float32 by default). */
   views: Tensor[];
   /** int64 [B]. */
   labels: Tensor;
@@ -419,6 +496,10 @@ export class DataLoader {
   }
   get workers(): number {
     return this.handle.workers;
+  }
+  /** Whether batches are allocated in pinned memory (LoaderOptions.pinMemory). */
+  get pinned(): boolean {
+    return this.handle.pinned;
   }
   get closed(): boolean {
     return this.handle.closed;

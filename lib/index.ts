@@ -39,8 +39,8 @@ export { Checkpoint, OrderedDict, loadCheckpoint, saveCheckpoint, formatForPath 
 export type { PyValue, PyKey, CheckpointFormat, CheckpointSummary, TensorInfo, KeyTransform, SaveResult } from './checkpoint';
 export { Model, MoCoModel, reactnetA, resnet, moco } from './models';
 export type { ReActNetOptions, ResNetOptions, HeadOptions, MoCoOptions, ResNetArch, Complexity, LoadResult, StateDictLike, Head, Stem } from './models';
-export { InMemoryDataset, ImageFolder, DataLoader, transforms, defaultNormalization, resolveTransform } from './data';
-export type { AugmentOptions, Transform, LoaderOptions, Batch, Dataset, SkippedSample } from './data';
+export { InMemoryDataset, ImageFolder, DataLoader, transforms, defaultNormalization, resolveTransform, defaultIndexPath } from './data';
+export type { AugmentOptions, Transform, LoaderOptions, Batch, Dataset, SkippedSample, ImageFolderOptions, ImageFolderIndexInfo } from './data';
 export { loadFashionMnist, fashionMnistCachePath, FASHION_MNIST_CLASSES } from './datasets/fashion-mnist';
 export type { FashionMnist, FashionMnistOptions } from './datasets/fashion-mnist';
 export { Trainer, NonFiniteLossError, RECIPES } from './train/trainer';

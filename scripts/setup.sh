@@ -6,13 +6,14 @@
 #   python3-torch        the Python reference the parity tests and benchmark baselines run
 #   python3-torchvision  torchvision's ResNets, the reference for the teacher models
 #   libopenblas0-pthread a fast BLAS for libtorch (Debian's default is the reference BLAS)
-#   libturbojpeg0-dev    libjpeg-turbo's TurboJPEG API, which decodes ImageFolder JPEGs
+#   libjpeg62-turbo-dev  libjpeg-turbo's libjpeg API, which decodes ImageFolder JPEGs (crop-aware)
+#   libpng-dev           libpng, which decodes ImageFolder PNGs
 #   python3-pil          PIL, the reference decoder the ImageFolder tests compare against
 #   cmake g++ make       the native build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libtorch-dev python3-torch python3-torchvision libopenblas0-pthread libturbojpeg0-dev python3-pil cmake g++ make)
+packages=(libtorch-dev python3-torch python3-torchvision libopenblas0-pthread libjpeg62-turbo-dev libpng-dev python3-pil cmake g++ make)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

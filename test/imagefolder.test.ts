@@ -17,6 +17,8 @@ const describePil = hasPil ? describe : describe.skip;
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-imagefolder-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+// The default index files (ImageFolderOptions.index) go with the trees, not into ~/.cache.
+process.env.S2BNN_CACHE_DIR = path.join(tmp, 'index-cache');
 
 // Writes the trees and prints, per good file, PIL's RGB and L decode (base64 of the raw bytes).
 const GENERATE = String.raw`
@@ -55,7 +57,8 @@ open(f'{bad}/a/zero.jpg', 'wb').close()
 whole = open(f'{bad}/a/good.jpg', 'rb').read()
 open(f'{bad}/a/trunc.jpg', 'wb').write(whole[: len(whole) // 2])
 open(f'{bad}/a/text.jpg', 'w').write('hello, not a jpeg')
-Image.fromarray(picture(8, 8)).save(f'{bad}/a/fake.png')
+buffer = io.BytesIO(); Image.fromarray(picture(8, 8)).save(buffer, 'PNG')
+open(f'{bad}/a/fake.png', 'wb').write(buffer.getvalue()[:60])
 for split, per in (('train', 16), ('val', 4)):
     for c in range(4):
         for i in range(per): save(f'{tmp}/cli/{split}/c{c}/{i}.jpg')
@@ -126,7 +129,7 @@ describePil('ImageFolder', () => {
     loader.close();
   });
 
-  test('corrupt, truncated, empty, non-JPEG and PNG files are skipped and reported; strict fails naming the file', async () => {
+  test('corrupt, truncated, empty, non-image files and a truncated PNG are skipped and reported; strict fails naming the file', async () => {
     const ds = await ImageFolder.open(path.join(tmp, 'bad'));
     const names = Array.from({ length: ds.length }, (_, i) => path.relative(ds.root, ds.path(i)));
     expect(names).toEqual(['a/fake.png', 'a/good.jpg', 'a/text.jpg', 'a/trunc.jpg', 'a/zero.jpg', 'b/good.jpg']);
@@ -143,7 +146,7 @@ describePil('ImageFolder', () => {
     }
     const skipped = loader.skipped().sort((a, b) => a.path.localeCompare(b.path));
     expect(skipped.map((s) => path.relative(ds.root, s.path))).toEqual(['a/fake.png', 'a/text.jpg', 'a/trunc.jpg', 'a/zero.jpg']);
-    expect(skipped[0].reason).toMatch(/PNG/);
+    expect(skipped[0].reason).toMatch(/corrupt PNG: truncated/);
     expect(skipped[1].reason).toMatch(/not a JPEG/);
     expect(skipped[2].reason).toMatch(/truncated/);
     expect(skipped[3].reason).toMatch(/empty/);

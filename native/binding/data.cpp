@@ -268,6 +268,7 @@ class FolderHandle : public Napi::ObjectWrap<FolderHandle> {
                            InstanceMethod<&FolderHandle::subset>("subset"),
                            InstanceMethod<&FolderHandle::labels>("labels"),
                            InstanceMethod<&FolderHandle::read>("read"),
+                           InstanceMethod<&FolderHandle::index>("index"),
                        });
   }
 
@@ -294,6 +295,14 @@ class FolderHandle : public Napi::ObjectWrap<FolderHandle> {
     return Napi::Number::New(info.Env(), static_cast<double>(source->channels()));
   }
   Napi::Value root(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), source->root()); }
+  // index() -> { path, status, reason }: what open() did with the index file.
+  Napi::Value index(const Napi::CallbackInfo& info) {
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("path", source->index_path());
+    out.Set("status", source->index_status());
+    out.Set("reason", source->index_reason());
+    return out;
+  }
   Napi::Value classes(const Napi::CallbackInfo& info) {
     Napi::Array out = Napi::Array::New(info.Env(), source->classes().size());
     for (size_t i = 0; i < source->classes().size(); ++i) out.Set(static_cast<uint32_t>(i), source->classes()[i]);
@@ -338,16 +347,19 @@ class FolderHandle : public Napi::ObjectWrap<FolderHandle> {
   }
 };
 
-// openImageFolder(root, channels) -> Promise<FolderHandle>: the scan runs off the JS thread.
+// openImageFolder(root, channels, index) -> Promise<FolderHandle>: the scan (or the index read)
+// runs off the JS thread. index '' means no index file.
 Napi::Value open_image_folder(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     const std::string root = string(env, info[0], "root");
     const int64_t channels = integer(env, info[1], "channels");
     if (channels != 1 && channels != 3) throw_argument(env, "channels must be 1 or 3, got " + std::to_string(channels));
+    const std::string index = info[2].IsUndefined() ? std::string() : string(env, info[2], "index");
     auto out = std::make_shared<std::shared_ptr<data::ImageFolderSource>>();
     return run_async(
-        env, kCodeDataset, [root, channels, out] { *out = std::make_shared<data::ImageFolderSource>(root, channels); },
+        env, kCodeDataset,
+        [root, channels, index, out] { *out = std::make_shared<data::ImageFolderSource>(root, channels, index); },
         [out](Napi::Env env) -> Napi::Value { return FolderHandle::create(env, *out); });
   });
 }
@@ -416,6 +428,7 @@ class LoaderHandle : public Napi::ObjectWrap<LoaderHandle> {
                            InstanceAccessor<&LoaderHandle::batches_per_epoch>("batchesPerEpoch"),
                            InstanceAccessor<&LoaderHandle::samples_per_rank>("samplesPerRank"),
                            InstanceAccessor<&LoaderHandle::workers>("workers"),
+                           InstanceAccessor<&LoaderHandle::pinned>("pinned"),
                            InstanceAccessor<&LoaderHandle::closed>("closed"),
                            InstanceMethod<&LoaderHandle::start_epoch>("startEpoch"),
                            InstanceMethod<&LoaderHandle::next>("next"),
@@ -481,6 +494,9 @@ class LoaderHandle : public Napi::ObjectWrap<LoaderHandle> {
   }
   Napi::Value samples_per_rank(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(shared_->loader->samples_per_rank()));
+  }
+  Napi::Value pinned(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), shared_->loader->pinned());
   }
   Napi::Value workers(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(shared_->loader->options().workers));
@@ -574,6 +590,28 @@ Napi::Value create_loader(const Napi::CallbackInfo& info) {
     options.rank = int_field(env, o, "rank", "", 0);
     options.world_size = int_field(env, o, "worldSize", "", 1);
     options.strict = bool_field(env, o, "strict", "", false);
+    options.crop_decode = bool_field(env, o, "cropDecode", "", true);
+    if (const auto dtype = field(o, "dtype")) {
+      const std::string d = dtype->IsString() ? dtype->As<Napi::String>().Utf8Value() : std::string();
+      if (d == "float32") {
+        options.dtype = data::LoaderOptions::DType::Float32;
+      } else if (d == "uint8") {
+        options.dtype = data::LoaderOptions::DType::UInt8;
+      } else if (d == "float16") {
+        options.dtype = data::LoaderOptions::DType::Float16;
+      } else {
+        throw_argument(env, "dtype must be 'float32', 'uint8' or 'float16'");
+      }
+    }
+    if (const auto pin = field(o, "pinMemory")) {
+      if (pin->IsBoolean()) {
+        options.pin_memory = pin->As<Napi::Boolean>().Value() ? data::LoaderOptions::Pin::On : data::LoaderOptions::Pin::Off;
+      } else if (pin->IsString() && pin->As<Napi::String>().Utf8Value() == "auto") {
+        options.pin_memory = data::LoaderOptions::Pin::Auto;
+      } else {
+        throw_argument(env, "pinMemory must be true, false or 'auto'");
+      }
+    }
     auto loader = argument_errors(env, [&] { return std::make_shared<data::Loader>(source, options); });
     Napi::Object handle = state(env).loader_constructor.New({});
     LoaderHandle::Unwrap(handle)->attach(env, std::move(loader));

@@ -20,10 +20,6 @@
 
 namespace s2bnn::data {
 
-struct CropBox {
-  int64_t top = 0, left = 0, height = 0, width = 0;
-};
-
 struct ColorJitterOptions {
   double p = 0;  // RandomApply probability of the whole jitter
   double brightness = 0, contrast = 0, saturation = 0, hue = 0;
@@ -96,14 +92,34 @@ struct Workspace {
   std::vector<int64_t> x_start, x_count, y_start, y_count;
   std::vector<float> x_weights, y_weights;
   std::vector<float> kernel;
+  std::vector<float> view;  // one view before conversion to the batch's dtype
+  std::vector<float> row;   // one source row converted to float
 };
 
-// The whole augmentation of one view: `out` receives channels x size x size floats.
+// The whole augmentation of one view: `out` receives channels x size x size floats, normalized,
+// or in [0, 1] when `normalize` is false.
 void apply_augment(const Image& image, int64_t channels, const AugmentOptions& options, const AugmentParams& params,
-                   float* out, Workspace& ws);
+                   float* out, Workspace& ws, bool normalize = true);
 // Resize of the shorter side to `resize` (aspect kept, torchvision's int() rounding of the
-// longer side), center crop to `crop`, normalize.
-void apply_eval(const Image& image, int64_t channels, const EvalOptions& options, float* out, Workspace& ws);
+// longer side), center crop to `crop`, normalize (unless `normalize` is false).
+void apply_eval(const Image& image, int64_t channels, const EvalOptions& options, float* out, Workspace& ws,
+                bool normalize = true);
+
+// ---- crop-aware decoding ---------------------------------------------------------------------
+
+// The largest reduction d in {1, 2, 4, 8} at which a crop_h x crop_w region still downscales to
+// out_h x out_w (crop >= d * out in both dimensions), so the antialiased resize keeps doing the
+// filtering and the DCT-domain reduction only removes detail the resize would have removed.
+int64_t reduction_for(int64_t crop_h, int64_t crop_w, int64_t out_h, int64_t out_w);
+// What the views of one sample read: each view's crop at its reduction, or, with two views, both
+// crops' bounding box once at the finer reduction when a cost model of libjpeg-turbo's decode
+// (entropy decoding of every row up to the region's bottom, IDCT per decoded pixel) says that is
+// cheaper than two decodes. The crops themselves are not changed.
+DecodeRequest plan_augment_decode(const AugmentParams* params, int64_t views, int64_t size, int64_t height,
+                                  int64_t width);
+// What apply_eval reads: the center window's source pixels (with the filter's support), at the
+// largest reduction that keeps the resize of the whole image a downscale.
+DecodeRequest plan_eval_decode(const EvalOptions& options, int64_t height, int64_t width);
 
 // ---- the single ops (also the parity-test entry points) ---------------------------------------
 

@@ -1,12 +1,16 @@
 #include "loader.h"
 
 #include <algorithm>
+#include <cmath>
 #include <future>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 
 #include "rng.h"
+
+#include <c10/util/Half.h>
+#include <torch/cuda.h>
 
 namespace s2bnn::data {
 namespace {
@@ -15,15 +19,19 @@ void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }
 
-void render(const Image& image, const Transform& transform, int64_t channels, uint64_t seed, int64_t epoch,
-            int64_t index, int64_t view, float* out, Workspace& ws) {
-  if (transform.kind == Transform::Kind::Eval) {
-    apply_eval(image, channels, transform.eval, out, ws);
-    return;
+// The decode plan of one sample: the augment views' parameters are drawn here, from the image's
+// size alone (the same draws, in the same order, as without crop-aware decoding).
+DecodeRequest plan_sample(const LoaderOptions& o, int64_t epoch, int64_t index, int64_t height, int64_t width,
+                          AugmentParams* params) {
+  const Transform& t = o.transform;
+  if (t.kind == Transform::Kind::Eval) {
+    return o.crop_decode ? plan_eval_decode(t.eval, height, width) : DecodeRequest{};
   }
-  Philox rng = sample_stream(seed, epoch, index, view);
-  const AugmentParams params = sample_augment(transform.augment, rng, image.height, image.width);
-  apply_augment(image, channels, transform.augment, params, out, ws);
+  for (int64_t v = 0; v < o.views; ++v) {
+    Philox rng = sample_stream(o.seed, epoch, index, v);
+    params[v] = sample_augment(t.augment, rng, height, width);
+  }
+  return o.crop_decode ? plan_augment_decode(params, o.views, t.augment.size, height, width) : DecodeRequest{};
 }
 
 }  // namespace
@@ -47,6 +55,7 @@ Loader::Loader(SourcePtr source, LoaderOptions options) : source_(std::move(sour
                                         ") must not exceed the samples per rank (" +
                                         std::to_string(samples_per_rank()) + ")");
   if (o.workers == 0) o.workers = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  pinned_ = o.pin_memory != LoaderOptions::Pin::Off && torch::cuda::is_available();
   // Chunks of about half a batch per worker: a lone batch still spreads over every worker, and
   // each task is long enough that the queue's lock is cheap.
   chunk_size_ = std::max<int64_t>(1, (o.batch_size + 2 * o.workers - 1) / (2 * o.workers));
@@ -195,7 +204,11 @@ bool Loader::take_task(Task& task) {
   slot->out.index = b;
   try {
     for (int64_t v = 0; v < options_.views; ++v) {
-      slot->out.views.push_back(at::empty({slot->size, channels_, s, s}, at::kFloat));
+      const at::ScalarType type = options_.dtype == LoaderOptions::DType::UInt8   ? at::kByte
+                                  : options_.dtype == LoaderOptions::DType::Float16 ? at::kHalf
+                                                                                    : at::kFloat;
+      slot->out.views.push_back(
+          at::empty({slot->size, channels_, s, s}, at::TensorOptions().dtype(type).pinned_memory(pinned_)));
     }
     slot->out.labels = at::empty({slot->size}, at::kLong);
     slot->out.indices = at::empty({slot->size}, at::kLong);
@@ -220,28 +233,65 @@ void Loader::run_chunk(const Task& task, Workspace& ws) {
   const int64_t plane = channels_ * s * s;
   int64_t* labels = slot.out.labels.data_ptr<int64_t>();
   int64_t* indices = slot.out.indices.data_ptr<int64_t>();
+  AugmentParams params[2];
   for (int64_t p = begin; p < end; ++p) {
     const int64_t index = (*task.order)[static_cast<size_t>(slot.first + p)];
     int64_t used = index;
-    const Image image = load_or_substitute(*task.order, slot.first + p, used);
+    // The replaced position's draws, from the size of the image actually loaded.
+    const DecodePlanner planner = [&](int64_t height, int64_t width) {
+      return plan_sample(options_, task.epoch, index, height, width, params);
+    };
+    int64_t view_region[2] = {0, 0};
+    const std::vector<Image> images = load_or_substitute(*task.order, slot.first + p, used, planner, view_region);
     labels[p] = source_->label(used);
     indices[p] = used;
     for (int64_t v = 0; v < options_.views; ++v) {
-      float* out = slot.out.views[static_cast<size_t>(v)].data_ptr<float>() + p * plane;
-      render(image, options_.transform, channels_, options_.seed, task.epoch, index, v, out, ws);
+      const Image& image = images.size() == 1 ? images[0] : images.at(static_cast<size_t>(view_region[v]));
+      const LoaderOptions::DType dtype = options_.dtype;
+      at::Tensor& view = slot.out.views[static_cast<size_t>(v)];
+      float* out = nullptr;
+      if (dtype == LoaderOptions::DType::Float32) {
+        out = view.data_ptr<float>() + p * plane;
+      } else {
+        ws.view.resize(static_cast<size_t>(plane));
+        out = ws.view.data();
+      }
+      const bool normalize = dtype != LoaderOptions::DType::UInt8;
+      if (options_.transform.kind == Transform::Kind::Eval) {
+        apply_eval(image, channels_, options_.transform.eval, out, ws, normalize);
+      } else {
+        apply_augment(image, channels_, options_.transform.augment, params[v], out, ws, normalize);
+      }
+      if (dtype == LoaderOptions::DType::UInt8) {
+        uint8_t* dst = view.data_ptr<uint8_t>() + p * plane;
+        for (int64_t k = 0; k < plane; ++k) {
+          const float x = out[k] < 0.0f ? 0.0f : (out[k] > 1.0f ? 1.0f : out[k]);
+          dst[k] = static_cast<uint8_t>(std::nearbyint(x * 255.0f));
+        }
+      } else if (dtype == LoaderOptions::DType::Float16) {
+        at::Half* dst = view.data_ptr<at::Half>() + p * plane;
+        for (int64_t k = 0; k < plane; ++k) dst[k] = static_cast<at::Half>(out[k]);
+      }
     }
   }
 }
 
-Image Loader::load_or_substitute(const std::vector<int64_t>& order, int64_t position, int64_t& used) {
+std::vector<Image> Loader::load_or_substitute(const std::vector<int64_t>& order, int64_t position, int64_t& used,
+                                              const DecodePlanner& plan, int64_t* view_region) {
   const int64_t n = static_cast<int64_t>(order.size());
+  const DecodePlanner planner = [&](int64_t height, int64_t width) {
+    DecodeRequest request = plan(height, width);
+    view_region[0] = request.view_region[0];
+    view_region[1] = request.view_region[1];
+    return request;
+  };
   for (int64_t k = 0; k < n; ++k) {
     const int64_t index = order[static_cast<size_t>((position + k) % n)];
     if (known_bad(index)) continue;
     try {
-      Image image = source_->load(index);
+      std::vector<Image> images = source_->load_planned(index, planner);
       used = index;
-      return image;
+      return images;
     } catch (const BadImage& bad) {
       if (options_.strict) throw;
       record_skip(index, bad);

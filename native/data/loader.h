@@ -38,6 +38,20 @@ struct LoaderOptions {
   // next sample of the epoch order that loads, keeping its own label and index but the replaced
   // sample's random draws, so batch shapes and the rest of the epoch do not change.
   bool strict = false;
+  // Crop-aware decoding (sources that support it: ImageFolder JPEGs): decode only the region the
+  // transforms read, DCT-reduced while each view's resize stays a downscale (augment.h). False
+  // decodes every image whole, at full scale.
+  bool crop_decode = true;
+  // The views' element type: Float32 (normalized), UInt8 (the pixels before normalization,
+  // round(255 x) of the [0, 1] values, for normalizing on the GPU: a quarter of the bytes to
+  // copy) or Float16 (normalized).
+  enum class DType { Float32, UInt8, Float16 };
+  DType dtype = DType::Float32;
+  // Batch buffers in page-locked (pinned) memory, for asynchronous copies to a GPU: Auto pins
+  // when libtorch sees a CUDA device. Pinning needs CUDA: without a device it is off whatever
+  // is asked (pinned() says what was decided).
+  enum class Pin { Auto, On, Off };
+  Pin pin_memory = Pin::Auto;
 };
 
 // A sample the loader skipped, with why.
@@ -47,7 +61,7 @@ struct Skipped {
 
 struct Batch {
   int64_t epoch = 0, index = 0;
-  std::vector<at::Tensor> views;  // float32 [B, C, S, S] each
+  std::vector<at::Tensor> views;  // [B, C, S, S] each, of LoaderOptions::dtype
   at::Tensor labels;              // int64 [B]
   at::Tensor indices;             // int64 [B], sample indices in the source
 };
@@ -69,6 +83,7 @@ class Loader {
 
   const LoaderOptions& options() const { return options_; }
   int64_t workers() const { return static_cast<int64_t>(threads_.size()); }
+  bool pinned() const { return pinned_; }
   // Samples this rank sees per epoch: ceil(N / world) (padded) or floor(N / world) with drop_last.
   int64_t samples_per_rank() const;
   int64_t batches_per_epoch() const;
@@ -126,9 +141,11 @@ class Loader {
   void work();
   bool take_task(Task& task);  // with mutex_ held
   void run_chunk(const Task& task, Workspace& ws);
-  // The image of order position `position`, or, when it is bad and not strict, of the next good
-  // position (cyclically); `used` receives the sample index actually loaded.
-  Image load_or_substitute(const std::vector<int64_t>& order, int64_t position, int64_t& used);
+  // The images of order position `position` (decoded as `plan` asks), or, when it is bad and not
+  // strict, of the next good position (cyclically); `used` receives the sample index actually
+  // loaded, `view_region` the plan's view -> image map.
+  std::vector<Image> load_or_substitute(const std::vector<int64_t>& order, int64_t position, int64_t& used,
+                                        const DecodePlanner& plan, int64_t* view_region);
   void record_skip(int64_t index, const BadImage& bad);
   bool known_bad(int64_t index) const;
   void collect_ready(std::vector<Ready>& ready);  // with mutex_ held
@@ -137,6 +154,7 @@ class Loader {
   SourcePtr source_;
   LoaderOptions options_;
   int64_t channels_ = 0, chunk_size_ = 1;
+  bool pinned_ = false;
 
   std::mutex mutex_;
   std::condition_variable wake_;
