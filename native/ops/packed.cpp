@@ -1,0 +1,560 @@
+// Packed (xnor-popcount) binary convolution on the CPU: pack_signs, pack_weights and
+// bconv2d_packed (format and conventions: kernels/popcount.h, docs/bconv.md).
+//
+// bconv2d_packed has four CPU variants, chosen at run time:
+//   "avx512"    AVX-512 VPOPCNTDQ: 16 output channels (two zmm of words) x 4 output pixels per
+//               register tile, one vpopcntq per 8 (pixel, channel) pairs and packed word.
+//   "avx2"      AVX2 nibble-LUT popcount (pshufb), byte counters flushed with vpsadbw.
+//   "scalar"    the same tiling with the scalar popcnt instruction.
+//   "reference" one output element at a time, the per-element function the CUDA popc kernel runs.
+// The default is the first the CPU supports, in that order; S2BNN_BCONV_KERNEL=<name> forces one
+// (read once), and the internal op s2bnn::bconv2d_packed_kernel takes the name per call (tests).
+//
+// The tiled variants gather each output row's patches (im2col of packed words; out-of-image taps
+// as 0 words, i.e. +1) and subtract the +1 taps' value at the border, which makes them exact.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define S2BNN_X86 1
+#endif
+
+#include "checks.h"
+#include "kernels/popcount.h"
+#include "ops.h"
+#include "packed.h"
+
+namespace s2bnn::packed {
+namespace {
+
+using kernels::BconvShape;
+
+constexpr int64_t kNR = 16;  // output channels per weight block
+constexpr int64_t kMR = 4;   // output pixels per register tile
+
+enum class Kernel { Reference, Scalar, Avx2, Avx512 };
+
+const char* kernel_name(Kernel k) {
+  switch (k) {
+    case Kernel::Reference: return "reference";
+    case Kernel::Scalar: return "scalar";
+    case Kernel::Avx2: return "avx2";
+    case Kernel::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+bool supported(Kernel k) {
+#if defined(S2BNN_X86)
+  switch (k) {
+    case Kernel::Reference: return true;
+    case Kernel::Scalar: return __builtin_cpu_supports("popcnt");
+    case Kernel::Avx2: return __builtin_cpu_supports("avx2");
+    case Kernel::Avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+  }
+  return false;
+#else
+  return k == Kernel::Reference || k == Kernel::Scalar;
+#endif
+}
+
+std::vector<Kernel> available() {
+  std::vector<Kernel> out;
+  for (Kernel k : {Kernel::Avx512, Kernel::Avx2, Kernel::Scalar, Kernel::Reference}) {
+    if (supported(k)) out.push_back(k);
+  }
+  return out;
+}
+
+Kernel parse_kernel(const std::string& name, const char* where) {
+  for (Kernel k : {Kernel::Avx512, Kernel::Avx2, Kernel::Scalar, Kernel::Reference}) {
+    if (name == kernel_name(k)) {
+      TORCH_CHECK(supported(k), where, ": kernel '", name, "' is not supported by this CPU");
+      return k;
+    }
+  }
+  TORCH_CHECK(false, where, ": unknown kernel '", name,
+              "' (expected avx512, avx2, scalar or reference)");
+  return Kernel::Reference;
+}
+
+Kernel default_kernel() {
+  static const Kernel chosen = [] {
+    const char* env = std::getenv("S2BNN_BCONV_KERNEL");
+    if (env && *env) return parse_kernel(env, "S2BNN_BCONV_KERNEL");
+    return available().front();
+  }();
+  return chosen;
+}
+
+// ---- packing ---------------------------------------------------------------------------------
+
+// rows x channels floats (row-major) -> rows x words packed words, bit set iff v (+ bias) < 0.
+void pack_rows_scalar(const float* src, const float* bias, int64_t begin, int64_t end,
+                      int64_t channels, int64_t words, uint64_t* out) {
+  for (int64_t r = begin; r < end; ++r) {
+    for (int64_t wd = 0; wd < words; ++wd) {
+      out[r * words + wd] = kernels::pack_word(src + r * channels, bias, channels, wd);
+    }
+  }
+}
+
+#if defined(S2BNN_X86)
+__attribute__((target("avx512f"))) void pack_rows_avx512(const float* src, const float* bias,
+                                                         int64_t begin, int64_t end, int64_t channels,
+                                                         int64_t words, uint64_t* out) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t r = begin; r < end; ++r) {
+    const float* row = src + r * channels;
+    uint64_t* dst = out + r * words;
+    for (int64_t wd = 0; wd < words; ++wd) {
+      uint64_t bits = 0;
+      const int64_t c0 = wd * 64;
+      const int64_t count = std::min<int64_t>(64, channels - c0);
+      for (int64_t j = 0; j < count; j += 16) {
+        const int64_t n = std::min<int64_t>(16, count - j);
+        const __mmask16 m = n == 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, row + c0 + j);
+        if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + c0 + j));
+        // Ordered less-than: NaN compares false and packs as +1, like pack_word.
+        const __mmask16 neg = _mm512_mask_cmp_ps_mask(m, v, zero, _CMP_LT_OQ);
+        bits |= static_cast<uint64_t>(neg) << j;
+      }
+      dst[wd] = bits;
+    }
+  }
+}
+#endif
+
+void pack_rows(const float* src, const float* bias, int64_t rows, int64_t channels, int64_t words,
+               uint64_t* out) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, channels));
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+#if defined(S2BNN_X86)
+    if (__builtin_cpu_supports("avx512f")) {
+      pack_rows_avx512(src, bias, begin, end, channels, words, out);
+      return;
+    }
+#endif
+    pack_rows_scalar(src, bias, begin, end, channels, words, out);
+  });
+}
+
+}  // namespace
+
+void pack_signs_args(const at::Tensor& x, const c10::optional<at::Tensor>& bias) {
+  constexpr const char* op = "pack_signs";
+  checks::floating(op, "x", x);
+  checks::rank(op, "x", x, 4, "[N, C, H, W]");
+  TORCH_CHECK(x.size(1) > 0, op, ": x must have at least one channel, got shape ", checks::shape_of(x));
+  if (bias && bias->defined()) {
+    checks::floating(op, "bias", *bias);
+    TORCH_CHECK(bias->device() == x.device(), op, ": bias is on ", bias->device(), " but x is on ",
+                x.device());
+    TORCH_CHECK(bias->numel() == x.size(1), op, ": bias must hold one value per channel (", x.size(1),
+                " for x of shape ", checks::shape_of(x), "), got shape ", checks::shape_of(*bias));
+  }
+}
+
+void pack_weights_args(const at::Tensor& w) {
+  constexpr const char* op = "pack_weights";
+  checks::floating(op, "w", w);
+  checks::rank(op, "w", w, 4, "[out_channels, in_channels, kH, kW]");
+  TORCH_CHECK(w.size(1) > 0, op, ": w must have at least one input channel, got shape ",
+              checks::shape_of(w));
+}
+
+at::Tensor pack_signs_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& bias) {
+  pack_signs_args(x, bias);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  at::Tensor b;
+  if (bias && bias->defined()) b = bias->to(at::kFloat).contiguous();
+  // NHWC float32: a no-op for channels_last float32 input.
+  const at::Tensor src = x.to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t words = kernels::packed_words(C);
+  at::Tensor out = at::empty({N, H, W, words}, x.options().dtype(at::kLong));
+  pack_rows(src.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, N * H * W, C, words,
+            reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>()));
+  return out;
+}
+
+at::Tensor pack_weights_cpu(const at::Tensor& w) {
+  pack_weights_args(w);
+  const int64_t O = w.size(0), C = w.size(1), kh = w.size(2), kw = w.size(3);
+  const at::Tensor src = w.to(at::kFloat).permute({0, 2, 3, 1}).contiguous();
+  const int64_t words = kernels::packed_words(C);
+  at::Tensor out = at::empty({O, kh, kw, words}, w.options().dtype(at::kLong));
+  pack_rows(src.data_ptr<float>(), nullptr, O * kh * kw, C, words,
+            reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>()));
+  return out;
+}
+
+// ---- convolution -----------------------------------------------------------------------------
+
+// Checks shared by the CPU and CUDA kernels; returns the geometry.
+BconvShape bconv_shape(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
+                       int64_t padding, const c10::optional<at::Tensor>& scale,
+                       const c10::optional<at::Tensor>& shift) {
+  constexpr const char* op = "bconv2d_packed";
+  TORCH_CHECK(x.defined(), op, ": x is undefined");
+  TORCH_CHECK(w.defined(), op, ": w is undefined");
+  TORCH_CHECK(x.scalar_type() == at::kLong, op,
+              ": x must be int64 packed signs from pack_signs, got ", x.scalar_type());
+  TORCH_CHECK(w.scalar_type() == at::kLong, op,
+              ": w must be int64 packed weights from pack_weights, got ", w.scalar_type());
+  checks::rank(op, "x", x, 4, "[N, H, W, words] (from pack_signs)");
+  checks::rank(op, "w", w, 4, "[out_channels, kH, kW, words] (from pack_weights)");
+  TORCH_CHECK(w.device() == x.device(), op, ": w is on ", w.device(), " but x is on ", x.device());
+  TORCH_CHECK(w.size(3) == x.size(3), op, ": w has ", w.size(3), " words per tap but x has ", x.size(3),
+              " (x ", checks::shape_of(x), ", w ", checks::shape_of(w), ")");
+  TORCH_CHECK(w.size(1) == w.size(2) && w.size(1) > 0, op, ": w must have a square kernel, got shape ",
+              checks::shape_of(w));
+  TORCH_CHECK(w.size(0) > 0, op, ": w must have at least one output channel, got shape ",
+              checks::shape_of(w));
+  const int64_t words = x.size(3);
+  TORCH_CHECK(channels > 64 * (words - 1) && channels <= 64 * words, op, ": channels must be in (",
+              64 * (words - 1), ", ", 64 * words, "] for ", words, " packed words per pixel, got ",
+              channels);
+  TORCH_CHECK(stride > 0, op, ": stride must be a positive integer, got ", stride);
+  TORCH_CHECK(padding >= 0, op, ": padding must be a non-negative integer, got ", padding);
+  BconvShape s{};
+  s.batch = x.size(0);
+  s.height = x.size(1);
+  s.width = x.size(2);
+  s.words = words;
+  s.channels = channels;
+  s.out_channels = w.size(0);
+  s.kernel = w.size(1);
+  s.stride = stride;
+  s.padding = padding;
+  TORCH_CHECK(s.height + 2 * padding >= s.kernel && s.width + 2 * padding >= s.kernel, op,
+              ": the padded input (", s.height, "x", s.width, " + 2 x ", padding,
+              ") is smaller than the ", s.kernel, "x", s.kernel, " kernel");
+  s.out_height = kernels::bconv_out_size(s.height, s.kernel, stride, padding);
+  s.out_width = kernels::bconv_out_size(s.width, s.kernel, stride, padding);
+  const bool has_scale = scale && scale->defined();
+  const bool has_shift = shift && shift->defined();
+  TORCH_CHECK(has_scale || !has_shift, op, ": shift needs scale (pass ones to shift only)");
+  for (auto [name, t] : {std::pair<const char*, const c10::optional<at::Tensor>*>{"scale", &scale},
+                         {"shift", &shift}}) {
+    if (!(*t) || !(*t)->defined()) continue;
+    const at::Tensor& v = **t;
+    TORCH_CHECK(v.scalar_type() == at::kFloat, op, ": ", name, " must be float32, got ", v.scalar_type());
+    TORCH_CHECK(v.device() == x.device(), op, ": ", name, " is on ", v.device(), " but x is on ", x.device());
+    TORCH_CHECK(v.numel() == s.out_channels, op, ": ", name, " must hold one value per output channel (",
+                s.out_channels, "), got shape ", checks::shape_of(v));
+  }
+  return s;
+}
+
+namespace {
+
+// ---- register tiles: ones[i * kNR + j] += sum_k popcount(a[i * lda + k] ^ b[k * kNR + j]) -------
+
+template <int MR>
+void tile_scalar_body(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t K, uint64_t* ones) {
+  uint64_t acc[MR][kNR] = {};
+  for (int64_t k = 0; k < K; ++k) {
+    const uint64_t* bk = b + k * kNR;
+    for (int i = 0; i < MR; ++i) {
+      const uint64_t ai = a[i * lda + k];
+      for (int j = 0; j < kNR; ++j) acc[i][j] += kernels::popcount64(ai ^ bk[j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < kNR; ++j) ones[i * kNR + j] = acc[i][j];
+}
+
+#if defined(S2BNN_X86)
+template <int MR>
+__attribute__((target("popcnt"))) void tile_scalar(const uint64_t* a, int64_t lda, const uint64_t* b,
+                                                   int64_t K, uint64_t* ones) {
+  uint64_t acc[MR][kNR] = {};
+  for (int64_t k = 0; k < K; ++k) {
+    const uint64_t* bk = b + k * kNR;
+    for (int i = 0; i < MR; ++i) {
+      const uint64_t ai = a[i * lda + k];
+      for (int j = 0; j < kNR; ++j) acc[i][j] += __builtin_popcountll(ai ^ bk[j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < kNR; ++j) ones[i * kNR + j] = acc[i][j];
+}
+
+template <int MR>
+__attribute__((target("avx512f,avx512vpopcntdq"))) void tile_avx512(const uint64_t* a, int64_t lda,
+                                                                    const uint64_t* b, int64_t K,
+                                                                    uint64_t* ones) {
+  __m512i acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512i b0 = _mm512_loadu_si512(b + k * kNR);
+    const __m512i b1 = _mm512_loadu_si512(b + k * kNR + 8);
+    for (int i = 0; i < MR; ++i) {
+      const __m512i ai = _mm512_set1_epi64(static_cast<long long>(a[i * lda + k]));
+      acc[i][0] = _mm512_add_epi64(acc[i][0], _mm512_popcnt_epi64(_mm512_xor_si512(ai, b0)));
+      acc[i][1] = _mm512_add_epi64(acc[i][1], _mm512_popcnt_epi64(_mm512_xor_si512(ai, b1)));
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    _mm512_storeu_si512(ones + i * kNR, acc[i][0]);
+    _mm512_storeu_si512(ones + i * kNR + 8, acc[i][1]);
+  }
+}
+
+// Byte counters hold at most 8 per step, so they are flushed into 64-bit lanes every 31 steps.
+template <int MR>
+__attribute__((target("avx2"))) void tile_avx2(const uint64_t* a, int64_t lda, const uint64_t* b,
+                                               int64_t K, uint64_t* ones) {
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2,
+                                       2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i wide[MR][4];
+  for (int i = 0; i < MR; ++i)
+    for (int q = 0; q < 4; ++q) wide[i][q] = zero;
+  for (int64_t k0 = 0; k0 < K; k0 += 31) {
+    const int64_t k1 = std::min<int64_t>(K, k0 + 31);
+    __m256i bytes[MR][4];
+    for (int i = 0; i < MR; ++i)
+      for (int q = 0; q < 4; ++q) bytes[i][q] = zero;
+    for (int64_t k = k0; k < k1; ++k) {
+      for (int q = 0; q < 4; ++q) {
+        const __m256i bq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * kNR + 4 * q));
+        for (int i = 0; i < MR; ++i) {
+          const __m256i v = _mm256_xor_si256(_mm256_set1_epi64x(static_cast<long long>(a[i * lda + k])), bq);
+          const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low));
+          const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+          bytes[i][q] = _mm256_add_epi8(bytes[i][q], _mm256_add_epi8(lo, hi));
+        }
+      }
+    }
+    for (int i = 0; i < MR; ++i)
+      for (int q = 0; q < 4; ++q) wide[i][q] = _mm256_add_epi64(wide[i][q], _mm256_sad_epu8(bytes[i][q], zero));
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int q = 0; q < 4; ++q) _mm256_storeu_si256(reinterpret_cast<__m256i*>(ones + i * kNR + 4 * q), wide[i][q]);
+}
+#endif
+
+using TileFn = void (*)(const uint64_t*, int64_t, const uint64_t*, int64_t, uint64_t*);
+
+// tiles[mr - 1] handles mr pixels.
+std::array<TileFn, kMR> tiles_for(Kernel kernel) {
+#if defined(S2BNN_X86)
+  switch (kernel) {
+    case Kernel::Avx512: return {&tile_avx512<1>, &tile_avx512<2>, &tile_avx512<3>, &tile_avx512<4>};
+    case Kernel::Avx2: return {&tile_avx2<1>, &tile_avx2<2>, &tile_avx2<3>, &tile_avx2<4>};
+    default: return {&tile_scalar<1>, &tile_scalar<2>, &tile_scalar<3>, &tile_scalar<4>};
+  }
+#else
+  return {&tile_scalar_body<1>, &tile_scalar_body<2>, &tile_scalar_body<3>, &tile_scalar_body<4>};
+#endif
+}
+
+// Output writers: int32 accumulators, or acc * scale + shift in float32.
+struct Epilogue {
+  int32_t* acc = nullptr;
+  float* out = nullptr;
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  void write(int64_t index, int64_t o, int32_t value) const {
+    if (acc) {
+      acc[index] = value;
+    } else {
+      out[index] = kernels::bconv_affine(value, scale[o], shift ? shift[o] : 0.0f);
+    }
+  }
+};
+
+void run_reference(const uint64_t* x, const uint64_t* w, const BconvShape& s, const Epilogue& epi) {
+  const int64_t pixels = s.batch * s.out_height * s.out_width;
+  const int64_t O = s.out_channels;
+  at::parallel_for(0, pixels, std::max<int64_t>(1, 4096 / O), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t ox = p % s.out_width, oy = (p / s.out_width) % s.out_height;
+      const int64_t n = p / (s.out_width * s.out_height);
+      for (int64_t o = 0; o < O; ++o) epi.write(p * O + o, o, kernels::bconv_output_element(x, w, s, n, oy, ox, o));
+    }
+  });
+}
+
+void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const Epilogue& epi, Kernel kernel) {
+  const int64_t O = s.out_channels, k = s.kernel, taps = k * k, Cw = s.words;
+  const int64_t K = taps * Cw;  // words per patch
+  const int64_t blocks = (O + kNR - 1) / kNR;
+  // Weights as [block][K][kNR] (lanes of o >= O are 0 and discarded) and the +1 tap values.
+  std::vector<uint64_t> wb(static_cast<size_t>(blocks * K * kNR), 0);
+  std::vector<int32_t> plus_one(static_cast<size_t>(taps * O));
+  for (int64_t o = 0; o < O; ++o) {
+    const int64_t blk = o / kNR, lane = o % kNR;
+    for (int64_t kk = 0; kk < K; ++kk) wb[(blk * K + kk) * kNR + lane] = w[o * K + kk];
+    for (int64_t t = 0; t < taps; ++t) {
+      plus_one[t * O + o] = static_cast<int32_t>(kernels::plus_one_tap_value(w + (o * taps + t) * Cw, Cw, s.channels));
+    }
+  }
+  const auto tiles = tiles_for(kernel);
+  const bool direct = k == 1 && s.stride == 1 && s.padding == 0;  // patches are x itself
+  const int64_t rows = s.batch * s.out_height;
+  const int64_t threads = at::get_num_threads();
+  // Few rows (late layers, 7x7): also split the output channels so every thread has work.
+  const int64_t splits = std::min<int64_t>(blocks, std::max<int64_t>(1, (4 * threads + rows - 1) / rows));
+  const int64_t per_split = (blocks + splits - 1) / splits;
+  const int64_t base = taps * s.channels;
+
+  at::parallel_for(0, rows * splits, 1, [&](int64_t begin, int64_t end) {
+    std::vector<uint64_t> patches(direct ? 0 : static_cast<size_t>(s.out_width * K));
+    uint64_t ones[kMR * kNR];
+    std::vector<int32_t> border(static_cast<size_t>(s.out_width * kNR));
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t row = item / splits, split = item % splits;
+      const int64_t n = row / s.out_height, oy = row % s.out_height;
+      int64_t ky0, ky1;
+      kernels::valid_taps(oy, s.height, k, s.stride, s.padding, &ky0, &ky1);
+      const uint64_t* a;
+      if (direct) {
+        a = x + (n * s.height + oy) * s.width * Cw;
+      } else {
+        for (int64_t ox = 0; ox < s.out_width; ++ox) {
+          uint64_t* dst = patches.data() + ox * K;
+          for (int64_t ky = 0; ky < k; ++ky) {
+            const int64_t iy = oy * s.stride - s.padding + ky;
+            for (int64_t kx = 0; kx < k; ++kx) {
+              const int64_t ix = ox * s.stride - s.padding + kx;
+              uint64_t* tap = dst + (ky * k + kx) * Cw;
+              if (iy < 0 || iy >= s.height || ix < 0 || ix >= s.width) {
+                std::memset(tap, 0, Cw * sizeof(uint64_t));
+              } else {
+                std::memcpy(tap, x + ((n * s.height + iy) * s.width + ix) * Cw, Cw * sizeof(uint64_t));
+              }
+            }
+          }
+        }
+        a = patches.data();
+      }
+      const int64_t out_row = row * s.out_width;
+      const int64_t b0 = split * per_split, b1 = std::min(blocks, b0 + per_split);
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t o0 = blk * kNR, lanes = std::min<int64_t>(kNR, O - o0);
+        // Border corrections of this row for this block of output channels.
+        for (int64_t ox = 0; ox < s.out_width; ++ox) {
+          int64_t kx0, kx1;
+          kernels::valid_taps(ox, s.width, k, s.stride, s.padding, &kx0, &kx1);
+          int32_t* corr = border.data() + ox * kNR;
+          for (int64_t j = 0; j < lanes; ++j) corr[j] = 0;
+          if (ky0 == 0 && ky1 == k && kx0 == 0 && kx1 == k) continue;
+          for (int64_t ky = 0; ky < k; ++ky) {
+            for (int64_t kx = 0; kx < k; ++kx) {
+              if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) continue;
+              const int32_t* v = plus_one.data() + (ky * k + kx) * O + o0;
+              for (int64_t j = 0; j < lanes; ++j) corr[j] += v[j];
+            }
+          }
+        }
+        const uint64_t* wblk = wb.data() + blk * K * kNR;
+        for (int64_t ox0 = 0; ox0 < s.out_width; ox0 += kMR) {
+          const int64_t mr = std::min<int64_t>(kMR, s.out_width - ox0);
+          tiles[mr - 1](a + ox0 * K, K, wblk, K, ones);
+          for (int64_t i = 0; i < mr; ++i) {
+            const int64_t index = (out_row + ox0 + i) * O + o0;
+            const int32_t* corr = border.data() + (ox0 + i) * kNR;
+            const uint64_t* cnt = ones + i * kNR;
+            if (epi.acc) {
+              int32_t* dst = epi.acc + index;
+              for (int64_t j = 0; j < lanes; ++j)
+                dst[j] = static_cast<int32_t>(base - 2 * static_cast<int64_t>(cnt[j]) - corr[j]);
+            } else {
+              float* dst = epi.out + index;
+              const float* sc = epi.scale + o0;
+              for (int64_t j = 0; j < lanes; ++j) {
+                const int32_t v = static_cast<int32_t>(base - 2 * static_cast<int64_t>(cnt[j]) - corr[j]);
+                dst[j] = kernels::bconv_affine(v, sc[j], epi.shift ? epi.shift[o0 + j] : 0.0f);
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+at::Tensor bconv_cpu_with(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
+                          int64_t padding, const c10::optional<at::Tensor>& scale,
+                          const c10::optional<at::Tensor>& shift, Kernel kernel) {
+  const BconvShape s = bconv_shape(x, w, channels, stride, padding, scale, shift);
+  const bool affine = scale && scale->defined();
+  const at::Tensor xc = x.contiguous(), wc = w.contiguous();
+  at::Tensor out = at::empty({s.batch, s.out_channels, s.out_height, s.out_width},
+                             x.options().dtype(affine ? at::kFloat : at::kInt),
+                             at::MemoryFormat::ChannelsLast);
+  at::Tensor sc, sh;
+  Epilogue epi;
+  if (affine) {
+    sc = scale->contiguous();
+    epi.out = out.data_ptr<float>();
+    epi.scale = sc.data_ptr<float>();
+    if (shift && shift->defined()) {
+      sh = shift->contiguous();
+      epi.shift = sh.data_ptr<float>();
+    }
+  } else {
+    epi.acc = out.data_ptr<int32_t>();
+  }
+  if (out.numel() == 0) return out;
+  const auto* xp = reinterpret_cast<const uint64_t*>(xc.data_ptr<int64_t>());
+  const auto* wp = reinterpret_cast<const uint64_t*>(wc.data_ptr<int64_t>());
+  if (kernel == Kernel::Reference) {
+    run_reference(xp, wp, s, epi);
+  } else {
+    run_tiled(xp, wp, s, epi, kernel);
+  }
+  return out;
+}
+
+}  // namespace
+
+at::Tensor bconv2d_packed_cpu(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
+                              int64_t padding, const c10::optional<at::Tensor>& scale,
+                              const c10::optional<at::Tensor>& shift) {
+  return bconv_cpu_with(x, w, channels, stride, padding, scale, shift, default_kernel());
+}
+
+at::Tensor bconv2d_packed_kernel_cpu(const at::Tensor& x, const at::Tensor& w, int64_t channels,
+                                     int64_t stride, int64_t padding, const c10::optional<at::Tensor>& scale,
+                                     const c10::optional<at::Tensor>& shift, c10::string_view kernel) {
+  TORCH_CHECK(x.device().is_cpu(), "bconv2d_packed_kernel: picks a CPU kernel, x is on ", x.device());
+  return bconv_cpu_with(x, w, channels, stride, padding, scale, shift,
+                        parse_kernel(std::string(kernel), "bconv2d_packed_kernel"));
+}
+
+std::vector<std::string> bconv2d_packed_cpu_kernels() {
+  std::vector<std::string> out;
+  for (Kernel k : available()) out.emplace_back(kernel_name(k));
+  // The default first (S2BNN_BCONV_KERNEL may pick another than the fastest).
+  const std::string chosen = kernel_name(default_kernel());
+  std::stable_partition(out.begin(), out.end(), [&](const std::string& n) { return n == chosen; });
+  return out;
+}
+
+}  // namespace s2bnn::packed
+
+namespace s2bnn::ops {
+std::vector<std::string> bconv2d_packed_cpu_kernels() { return packed::bconv2d_packed_cpu_kernels(); }
+}  // namespace s2bnn::ops
+
+TORCH_LIBRARY_IMPL(s2bnn, CPU, m) {
+  m.impl("pack_signs", &s2bnn::packed::pack_signs_cpu);
+  m.impl("pack_weights", &s2bnn::packed::pack_weights_cpu);
+  m.impl("bconv2d_packed", &s2bnn::packed::bconv2d_packed_cpu);
+  m.impl("bconv2d_packed_kernel", &s2bnn::packed::bconv2d_packed_kernel_cpu);
+}
