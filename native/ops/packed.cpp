@@ -240,6 +240,9 @@ BconvShape bconv_shape(const at::Tensor& x, const at::Tensor& w, int64_t channel
   TORCH_CHECK(s.height + 2 * padding >= s.kernel && s.width + 2 * padding >= s.kernel, op,
               ": the padded input (", s.height, "x", s.width, " + 2 x ", padding,
               ") is smaller than the ", s.kernel, "x", s.kernel, " kernel");
+  TORCH_CHECK(s.kernel * s.kernel * s.words * 64 < (int64_t(1) << 31), op,
+              ": the kernel's taps x channels must stay below 2^31 (int32 accumulators), got w ",
+              checks::shape_of(w));
   s.out_height = kernels::bconv_out_size(s.height, s.kernel, stride, padding);
   s.out_width = kernels::bconv_out_size(s.width, s.kernel, stride, padding);
   const bool has_scale = scale && scale->defined();
@@ -259,95 +262,164 @@ BconvShape bconv_shape(const at::Tensor& x, const at::Tensor& w, int64_t channel
 
 namespace {
 
-// ---- register tiles: ones[i * kNR + j] += sum_k popcount(a[i * lda + k] ^ b[k * kNR + j]) -------
+// ---- register tiles --------------------------------------------------------------------------
+// A tile is mr (<= kMR) output pixels x kNR output channels of one output row. The input is the
+// (zero-word padded) packed image, so a patch is `kh` runs of `run` = kw * words contiguous words,
+// `row_stride` words apart; consecutive pixels' patches start `lda` = stride * words words apart:
+//   ones[i][j] = sum_ky sum_r popcount(a[ky * row_stride + i * lda + r] ^ b[(ky * run + r) * kNR + j])
+// Then the epilogue in registers: value = base - 2 * ones - border[i][j]
+// (kernels::accumulator_from_xor), written as int32 or as float value * scale[j] + shift[j], for
+// the first `lanes` channels.
+struct TileIn {
+  const uint64_t* a;     // the first pixel's patch
+  int64_t lda;           // words between consecutive pixels' patches
+  int64_t row_stride;    // words between the kernel rows of a patch
+  int64_t kh;            // kernel rows
+  int64_t run;           // words per kernel row
+  const uint64_t* b;     // weight block [kh * run][kNR]
+};
 
-template <int MR>
-void tile_scalar_body(const uint64_t* a, int64_t lda, const uint64_t* b, int64_t K, uint64_t* ones) {
-  uint64_t acc[MR][kNR] = {};
-  for (int64_t k = 0; k < K; ++k) {
-    const uint64_t* bk = b + k * kNR;
-    for (int i = 0; i < MR; ++i) {
-      const uint64_t ai = a[i * lda + k];
-      for (int j = 0; j < kNR; ++j) acc[i][j] += kernels::popcount64(ai ^ bk[j]);
+struct TileOut {
+  int32_t* acc;           // int32 output at (pixel 0, channel o0), or null
+  float* out;             // float output at (pixel 0, channel o0), or null
+  int64_t ldo;            // elements between consecutive pixels (O)
+  int64_t lanes;          // valid channels in this block (<= kNR)
+  int64_t base;           // taps * C
+  const int32_t* border;  // [mr][kNR] out-of-image corrections, or null (none in this tile)
+  const float* scale;     // at o0, or null
+  const float* shift;     // at o0, or null
+};
+
+// Scalar epilogue of an [mr][kNR] block of popcounts.
+void store_tile(const uint64_t* ones, int64_t mr, const TileOut& t) {
+  for (int64_t i = 0; i < mr; ++i) {
+    const uint64_t* cnt = ones + i * kNR;
+    for (int64_t j = 0; j < t.lanes; ++j) {
+      const int32_t v = kernels::accumulator_from_xor(static_cast<int64_t>(cnt[j]), 1, t.base,
+                                                      t.border ? t.border[i * kNR + j] : 0);
+      if (t.acc) {
+        t.acc[i * t.ldo + j] = v;
+      } else {
+        t.out[i * t.ldo + j] = kernels::bconv_affine(v, t.scale[j], t.shift ? t.shift[j] : 0.0f);
+      }
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < kNR; ++j) ones[i * kNR + j] = acc[i][j];
+}
+
+#define S2BNN_TILE_SCALAR_BODY(POPCOUNT)                                \
+  uint64_t acc[MR * kNR] = {};                                          \
+  const uint64_t* bk = in.b;                                            \
+  for (int64_t ky = 0; ky < in.kh; ++ky) {                              \
+    const uint64_t* row = in.a + ky * in.row_stride;                    \
+    for (int64_t r = 0; r < in.run; ++r, bk += kNR) {                   \
+      for (int i = 0; i < MR; ++i) {                                    \
+        const uint64_t ai = row[i * in.lda + r];                        \
+        for (int j = 0; j < kNR; ++j) acc[i * kNR + j] += POPCOUNT(ai ^ bk[j]); \
+      }                                                                 \
+    }                                                                   \
+  }                                                                     \
+  store_tile(acc, MR, t);
+
+template <int MR>
+void tile_portable(const TileIn& in, const TileOut& t) {
+  S2BNN_TILE_SCALAR_BODY(kernels::popcount64)
 }
 
 #if defined(S2BNN_X86)
 template <int MR>
-__attribute__((target("popcnt"))) void tile_scalar(const uint64_t* a, int64_t lda, const uint64_t* b,
-                                                   int64_t K, uint64_t* ones) {
-  uint64_t acc[MR][kNR] = {};
-  for (int64_t k = 0; k < K; ++k) {
-    const uint64_t* bk = b + k * kNR;
-    for (int i = 0; i < MR; ++i) {
-      const uint64_t ai = a[i * lda + k];
-      for (int j = 0; j < kNR; ++j) acc[i][j] += __builtin_popcountll(ai ^ bk[j]);
-    }
-  }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < kNR; ++j) ones[i * kNR + j] = acc[i][j];
+__attribute__((target("popcnt"))) void tile_scalar(const TileIn& in, const TileOut& t) {
+  S2BNN_TILE_SCALAR_BODY(__builtin_popcountll)
 }
 
+// GCC 12's masked AVX-512 intrinsics trip -Wuninitialized on their own internals.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 template <int MR>
-__attribute__((target("avx512f,avx512vpopcntdq"))) void tile_avx512(const uint64_t* a, int64_t lda,
-                                                                    const uint64_t* b, int64_t K,
-                                                                    uint64_t* ones) {
+__attribute__((target("avx512f,avx512vpopcntdq"))) void tile_avx512(const TileIn& in, const TileOut& t) {
   __m512i acc[MR][2];
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
-  for (int64_t k = 0; k < K; ++k) {
-    const __m512i b0 = _mm512_loadu_si512(b + k * kNR);
-    const __m512i b1 = _mm512_loadu_si512(b + k * kNR + 8);
-    for (int i = 0; i < MR; ++i) {
-      const __m512i ai = _mm512_set1_epi64(static_cast<long long>(a[i * lda + k]));
-      acc[i][0] = _mm512_add_epi64(acc[i][0], _mm512_popcnt_epi64(_mm512_xor_si512(ai, b0)));
-      acc[i][1] = _mm512_add_epi64(acc[i][1], _mm512_popcnt_epi64(_mm512_xor_si512(ai, b1)));
+  const uint64_t* bk = in.b;
+  for (int64_t ky = 0; ky < in.kh; ++ky) {
+    const uint64_t* row = in.a + ky * in.row_stride;
+    for (int64_t r = 0; r < in.run; ++r, bk += kNR) {
+      const __m512i b0 = _mm512_loadu_si512(bk);
+      const __m512i b1 = _mm512_loadu_si512(bk + 8);
+      for (int i = 0; i < MR; ++i) {
+        const __m512i ai = _mm512_set1_epi64(static_cast<long long>(row[i * in.lda + r]));
+        acc[i][0] = _mm512_add_epi64(acc[i][0], _mm512_popcnt_epi64(_mm512_xor_si512(ai, b0)));
+        acc[i][1] = _mm512_add_epi64(acc[i][1], _mm512_popcnt_epi64(_mm512_xor_si512(ai, b1)));
+      }
     }
   }
+  // Epilogue in registers: counts fit in int32 (bconv_shape checks taps * 64 * words < 2^31).
+  const __mmask16 mask = t.lanes >= 16 ? __mmask16(0xffff) : __mmask16((1u << t.lanes) - 1);
+  const __m512i base = _mm512_set1_epi32(static_cast<int32_t>(t.base));
+  __m512 scale = _mm512_setzero_ps(), shift = _mm512_setzero_ps();
+  if (!t.acc) {
+    scale = _mm512_maskz_loadu_ps(mask, t.scale);
+    if (t.shift) shift = _mm512_maskz_loadu_ps(mask, t.shift);
+  }
   for (int i = 0; i < MR; ++i) {
-    _mm512_storeu_si512(ones + i * kNR, acc[i][0]);
-    _mm512_storeu_si512(ones + i * kNR + 8, acc[i][1]);
+    const __m512i ones = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(acc[i][0])),
+                                            _mm512_cvtepi64_epi32(acc[i][1]), 1);
+    __m512i v = _mm512_sub_epi32(base, _mm512_slli_epi32(ones, 1));
+    if (t.border) v = _mm512_sub_epi32(v, _mm512_loadu_si512(t.border + i * kNR));
+    if (t.acc) {
+      _mm512_mask_storeu_epi32(t.acc + i * t.ldo, mask, v);
+    } else {
+      _mm512_mask_storeu_ps(t.out + i * t.ldo, mask,
+                            _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), scale), shift));
+    }
   }
 }
+#pragma GCC diagnostic pop
 
 // Byte counters hold at most 8 per step, so they are flushed into 64-bit lanes every 31 steps.
 template <int MR>
-__attribute__((target("avx2"))) void tile_avx2(const uint64_t* a, int64_t lda, const uint64_t* b,
-                                               int64_t K, uint64_t* ones) {
+__attribute__((target("avx2"))) void tile_avx2(const TileIn& in, const TileOut& t) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2,
                                        2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low = _mm256_set1_epi8(0x0f);
   const __m256i zero = _mm256_setzero_si256();
-  __m256i wide[MR][4];
+  __m256i wide[MR][4], bytes[MR][4];
   for (int i = 0; i < MR; ++i)
-    for (int q = 0; q < 4; ++q) wide[i][q] = zero;
-  for (int64_t k0 = 0; k0 < K; k0 += 31) {
-    const int64_t k1 = std::min<int64_t>(K, k0 + 31);
-    __m256i bytes[MR][4];
-    for (int i = 0; i < MR; ++i)
-      for (int q = 0; q < 4; ++q) bytes[i][q] = zero;
-    for (int64_t k = k0; k < k1; ++k) {
+    for (int q = 0; q < 4; ++q) wide[i][q] = bytes[i][q] = zero;
+  int steps = 0;
+  const uint64_t* bk = in.b;
+  for (int64_t ky = 0; ky < in.kh; ++ky) {
+    const uint64_t* row = in.a + ky * in.row_stride;
+    for (int64_t r = 0; r < in.run; ++r, bk += kNR) {
       for (int q = 0; q < 4; ++q) {
-        const __m256i bq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * kNR + 4 * q));
+        const __m256i bq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 4 * q));
         for (int i = 0; i < MR; ++i) {
-          const __m256i v = _mm256_xor_si256(_mm256_set1_epi64x(static_cast<long long>(a[i * lda + k])), bq);
+          const __m256i v = _mm256_xor_si256(_mm256_set1_epi64x(static_cast<long long>(row[i * in.lda + r])), bq);
           const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low));
           const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
           bytes[i][q] = _mm256_add_epi8(bytes[i][q], _mm256_add_epi8(lo, hi));
         }
       }
+      if (++steps == 31) {
+        steps = 0;
+        for (int i = 0; i < MR; ++i)
+          for (int q = 0; q < 4; ++q) {
+            wide[i][q] = _mm256_add_epi64(wide[i][q], _mm256_sad_epu8(bytes[i][q], zero));
+            bytes[i][q] = zero;
+          }
+      }
     }
-    for (int i = 0; i < MR; ++i)
-      for (int q = 0; q < 4; ++q) wide[i][q] = _mm256_add_epi64(wide[i][q], _mm256_sad_epu8(bytes[i][q], zero));
   }
+  alignas(32) uint64_t ones[MR * kNR];
   for (int i = 0; i < MR; ++i)
-    for (int q = 0; q < 4; ++q) _mm256_storeu_si256(reinterpret_cast<__m256i*>(ones + i * kNR + 4 * q), wide[i][q]);
+    for (int q = 0; q < 4; ++q) {
+      const __m256i total = _mm256_add_epi64(wide[i][q], _mm256_sad_epu8(bytes[i][q], zero));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(ones + i * kNR + 4 * q), total);
+    }
+  store_tile(ones, MR, t);
 }
 #endif
 
-using TileFn = void (*)(const uint64_t*, int64_t, const uint64_t*, int64_t, uint64_t*);
+using TileFn = void (*)(const TileIn&, const TileOut&);
 
 // tiles[mr - 1] handles mr pixels.
 std::array<TileFn, kMR> tiles_for(Kernel kernel) {
@@ -358,7 +430,7 @@ std::array<TileFn, kMR> tiles_for(Kernel kernel) {
     default: return {&tile_scalar<1>, &tile_scalar<2>, &tile_scalar<3>, &tile_scalar<4>};
   }
 #else
-  return {&tile_scalar_body<1>, &tile_scalar_body<2>, &tile_scalar_body<3>, &tile_scalar_body<4>};
+  return {&tile_portable<1>, &tile_portable<2>, &tile_portable<3>, &tile_portable<4>};
 #endif
 }
 
@@ -390,7 +462,7 @@ void run_reference(const uint64_t* x, const uint64_t* w, const BconvShape& s, co
 }
 
 void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const Epilogue& epi, Kernel kernel) {
-  const int64_t O = s.out_channels, k = s.kernel, taps = k * k, Cw = s.words;
+  const int64_t O = s.out_channels, k = s.kernel, taps = k * k, Cw = s.words, p = s.padding;
   const int64_t K = taps * Cw;  // words per patch
   const int64_t blocks = (O + kNR - 1) / kNR;
   // Weights as [block][K][kNR] (lanes of o >= O are 0 and discarded) and the +1 tap values.
@@ -403,85 +475,89 @@ void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const 
       plus_one[t * O + o] = static_cast<int32_t>(kernels::plus_one_tap_value(w + (o * taps + t) * Cw, Cw, s.channels));
     }
   }
+  // The input with `padding` rows and columns of 0 words (+1) around each image: every tap reads
+  // memory, and the epilogue subtracts what the +1 taps added.
+  const int64_t Hp = s.height + 2 * p, Wp = s.width + 2 * p;
+  std::vector<uint64_t> padded;
+  const uint64_t* xp = x;
+  if (p > 0) {
+    padded.assign(static_cast<size_t>(s.batch * Hp * Wp * Cw), 0);
+    at::parallel_for(0, s.batch * s.height, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t n = r / s.height, y = r % s.height;
+        std::memcpy(padded.data() + ((n * Hp + y + p) * Wp + p) * Cw, x + r * s.width * Cw,
+                    s.width * Cw * sizeof(uint64_t));
+      }
+    });
+    xp = padded.data();
+  }
+  // Output columns whose taps all lie inside the image: [ox_in0, ox_in1).
+  int64_t ox_in0 = s.out_width, ox_in1 = 0;
+  for (int64_t ox = 0; ox < s.out_width; ++ox) {
+    int64_t kx0, kx1;
+    kernels::valid_taps(ox, s.width, k, s.stride, p, &kx0, &kx1);
+    if (kx0 == 0 && kx1 == k) {
+      ox_in0 = std::min(ox_in0, ox);
+      ox_in1 = ox + 1;
+    }
+  }
   const auto tiles = tiles_for(kernel);
-  const bool direct = k == 1 && s.stride == 1 && s.padding == 0;  // patches are x itself
   const int64_t rows = s.batch * s.out_height;
   const int64_t threads = at::get_num_threads();
   // Few rows (late layers, 7x7): also split the output channels so every thread has work.
   const int64_t splits = std::min<int64_t>(blocks, std::max<int64_t>(1, (4 * threads + rows - 1) / rows));
   const int64_t per_split = (blocks + splits - 1) / splits;
-  const int64_t base = taps * s.channels;
 
   at::parallel_for(0, rows * splits, 1, [&](int64_t begin, int64_t end) {
-    std::vector<uint64_t> patches(direct ? 0 : static_cast<size_t>(s.out_width * K));
-    uint64_t ones[kMR * kNR];
-    std::vector<int32_t> border(static_cast<size_t>(s.out_width * kNR));
+    alignas(64) int32_t border[kMR * kNR];
     for (int64_t item = begin; item < end; ++item) {
       const int64_t row = item / splits, split = item % splits;
       const int64_t n = row / s.out_height, oy = row % s.out_height;
       int64_t ky0, ky1;
-      kernels::valid_taps(oy, s.height, k, s.stride, s.padding, &ky0, &ky1);
-      const uint64_t* a;
-      if (direct) {
-        a = x + (n * s.height + oy) * s.width * Cw;
-      } else {
-        for (int64_t ox = 0; ox < s.out_width; ++ox) {
-          uint64_t* dst = patches.data() + ox * K;
-          for (int64_t ky = 0; ky < k; ++ky) {
-            const int64_t iy = oy * s.stride - s.padding + ky;
-            for (int64_t kx = 0; kx < k; ++kx) {
-              const int64_t ix = ox * s.stride - s.padding + kx;
-              uint64_t* tap = dst + (ky * k + kx) * Cw;
-              if (iy < 0 || iy >= s.height || ix < 0 || ix >= s.width) {
-                std::memset(tap, 0, Cw * sizeof(uint64_t));
-              } else {
-                std::memcpy(tap, x + ((n * s.height + iy) * s.width + ix) * Cw, Cw * sizeof(uint64_t));
-              }
-            }
-          }
-        }
-        a = patches.data();
-      }
+      kernels::valid_taps(oy, s.height, k, s.stride, p, &ky0, &ky1);
+      const bool row_inside = ky0 == 0 && ky1 == k;
+      TileIn in;
+      in.a = xp + (n * Hp + oy * s.stride) * Wp * Cw;  // kernel row 0, pixel 0 of the padded input
+      in.lda = s.stride * Cw;
+      in.row_stride = Wp * Cw;
+      in.kh = k;
+      in.run = k * Cw;
       const int64_t out_row = row * s.out_width;
       const int64_t b0 = split * per_split, b1 = std::min(blocks, b0 + per_split);
       for (int64_t blk = b0; blk < b1; ++blk) {
-        const int64_t o0 = blk * kNR, lanes = std::min<int64_t>(kNR, O - o0);
-        // Border corrections of this row for this block of output channels.
-        for (int64_t ox = 0; ox < s.out_width; ++ox) {
-          int64_t kx0, kx1;
-          kernels::valid_taps(ox, s.width, k, s.stride, s.padding, &kx0, &kx1);
-          int32_t* corr = border.data() + ox * kNR;
-          for (int64_t j = 0; j < lanes; ++j) corr[j] = 0;
-          if (ky0 == 0 && ky1 == k && kx0 == 0 && kx1 == k) continue;
-          for (int64_t ky = 0; ky < k; ++ky) {
-            for (int64_t kx = 0; kx < k; ++kx) {
-              if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) continue;
-              const int32_t* v = plus_one.data() + (ky * k + kx) * O + o0;
-              for (int64_t j = 0; j < lanes; ++j) corr[j] += v[j];
-            }
-          }
-        }
-        const uint64_t* wblk = wb.data() + blk * K * kNR;
+        const int64_t o0 = blk * kNR;
+        in.b = wb.data() + blk * K * kNR;
+        TileOut t;
+        t.ldo = O;
+        t.lanes = std::min<int64_t>(kNR, O - o0);
+        t.base = taps * s.channels;
+        t.scale = epi.scale ? epi.scale + o0 : nullptr;
+        t.shift = epi.shift ? epi.shift + o0 : nullptr;
         for (int64_t ox0 = 0; ox0 < s.out_width; ox0 += kMR) {
           const int64_t mr = std::min<int64_t>(kMR, s.out_width - ox0);
-          tiles[mr - 1](a + ox0 * K, K, wblk, K, ones);
-          for (int64_t i = 0; i < mr; ++i) {
-            const int64_t index = (out_row + ox0 + i) * O + o0;
-            const int32_t* corr = border.data() + (ox0 + i) * kNR;
-            const uint64_t* cnt = ones + i * kNR;
-            if (epi.acc) {
-              int32_t* dst = epi.acc + index;
-              for (int64_t j = 0; j < lanes; ++j)
-                dst[j] = static_cast<int32_t>(base - 2 * static_cast<int64_t>(cnt[j]) - corr[j]);
-            } else {
-              float* dst = epi.out + index;
-              const float* sc = epi.scale + o0;
-              for (int64_t j = 0; j < lanes; ++j) {
-                const int32_t v = static_cast<int32_t>(base - 2 * static_cast<int64_t>(cnt[j]) - corr[j]);
-                dst[j] = kernels::bconv_affine(v, sc[j], epi.shift ? epi.shift[o0 + j] : 0.0f);
+          TileIn tile_in = in;
+          tile_in.a = in.a + ox0 * in.lda;
+          t.acc = epi.acc ? epi.acc + (out_row + ox0) * O + o0 : nullptr;
+          t.out = epi.acc ? nullptr : epi.out + (out_row + ox0) * O + o0;
+          t.border = nullptr;
+          if (!row_inside || ox0 < ox_in0 || ox0 + mr > ox_in1) {
+            // Some pixel of this tile reads padding: sum the +1 value of its out-of-image taps.
+            for (int64_t i = 0; i < mr; ++i) {
+              int32_t* corr = border + i * kNR;
+              for (int64_t j = 0; j < kNR; ++j) corr[j] = 0;
+              int64_t kx0, kx1;
+              kernels::valid_taps(ox0 + i, s.width, k, s.stride, p, &kx0, &kx1);
+              for (int64_t ky = 0; ky < k; ++ky) {
+                for (int64_t kx = 0; kx < k; ++kx) {
+                  if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) continue;
+                  const int32_t* v = plus_one.data() + (ky * k + kx) * O + o0;
+                  for (int64_t j = 0; j < t.lanes; ++j) corr[j] += v[j];
+                }
               }
             }
+            t.border = border;
           }
+          tiles[mr - 1](tile_in, t);
         }
       }
     }
