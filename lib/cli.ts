@@ -9,6 +9,7 @@ import { Checkpoint, CheckpointFormat, formatForPath } from './checkpoint';
 import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native';
 import { getNumThreads, setNumThreads } from './tensor';
 import { Flags, UsageError, parseFlags, positiveInteger } from './cli/flags';
+import { BENCH_BCONV_USAGE, benchBconvCommand } from './cli/bench';
 import { REPRODUCE_USAGE, TRAIN_USAGE, evalCommand, finetuneCommand, knnCommand, linclsCommand, pretrainCommand, reproduceCommand } from './cli/train';
 
 const USAGE = `Usage: s2bnn <command> [options]
@@ -43,6 +44,7 @@ ${REPRODUCE_USAGE}
       --teacher-arch resnet18|resnet34|resnet50          (default resnet50)
       --steps N                 timed steps after one warm-up (default 5)
       --device cpu|cuda, --threads N, --no-python, --json
+${BENCH_BCONV_USAGE}
 
 Environment: S2BNN_NUM_THREADS (threads), LIBTORCH (libtorch folder for builds),
 S2BNN_PYTHON (python3 with torch for baselines).`;
@@ -224,6 +226,7 @@ const COMMANDS: Record<string, (args: string[]) => void | number | Promise<void 
   inspect,
   convert,
   'bench-ops': benchOpsCommand,
+  'bench-bconv': benchBconvCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -168,7 +168,7 @@ export function formatBconvTable(figures: BconvFigure[]): string {
       const sum = (pick: (f: BconvFigure) => number) => sel.reduce((a, f) => a + f.count * pick(f), 0);
       const fl = sum((f) => f.floatMs), pk = sum((f) => f.packedMs), ly = sum((f) => f.layerMs);
       lines.push(
-        `| all ${k}x${k} layers of ReActNet-A (weighted by count) | ${sel.reduce((a, f) => a + f.count, 0)} | ${t} | ` +
+        `| sum of the ${k}x${k} rows above, x layer count | ${sel.reduce((a, f) => a + f.count, 0)} | ${t} | ` +
           `${fl.toFixed(3)} | ${pk.toFixed(3)} | ${ly.toFixed(3)} | ${(fl / pk).toFixed(1)}x | ${(fl / ly).toFixed(1)}x |`,
       );
     }
