@@ -27,7 +27,7 @@ export interface InfoNceResult {
   logits: Tensor;
 }
 
-export interface Operators {
+export interface Operators extends PackedOperators {
   /** sign(x) forward (sign(0) = 0); backward x ApproxSign'(x) = max(0, 2 - 2|x|). */
   signSte(x: Tensor): Tensor;
   /** signSte(x + bias) with a per-channel bias (dim 1), in one pass each way. */
@@ -80,7 +80,8 @@ export interface PackedOperators {
   bconv2dPackedKernels(): string[];
 }
 
-function bindPacked(source: () => NativePackedOps): PackedOperators {
+// `kernel`: the CPU kernel used when the call names none (reference: the scalar reference kernel).
+function bindPacked(source: () => NativePackedOps, kernel?: string): PackedOperators {
   return {
     packSigns: (x, bias) => new Tensor(source().packSigns(x.handle, bias?.handle ?? null)),
     packWeights: (w) => new Tensor(source().packWeights(w.handle)),
@@ -94,14 +95,14 @@ function bindPacked(source: () => NativePackedOps): PackedOperators {
           options.padding ?? 0,
           options.scale?.handle ?? null,
           options.shift?.handle ?? null,
-          options.kernel ?? null,
+          options.kernel ?? (x.device === 'cpu' ? kernel ?? null : null),
         ),
       ),
     bconv2dPackedKernels: () => source().bconv2dPackedKernels(),
   };
 }
 
-function bind(source: () => NativeOps): Operators {
+function bind(source: () => NativeOps): Omit<Operators, keyof PackedOperators> {
   return {
     signSte: (x) => new Tensor(source().signSte(x.handle)),
     signSteBiased: (x, bias) => new Tensor(source().signSteBiased(x.handle, bias.handle)),
@@ -130,13 +131,19 @@ function bind(source: () => NativeOps): Operators {
 }
 
 /** The fused operators. */
-export const ops: Operators & PackedOperators = {
+export const ops: Operators = {
   ...bind(() => native().ops),
   ...bindPacked(() => native().ops),
 };
 
-/** The reference compositions of the same formulas. */
-export const reference: Operators = bind(() => native().ops.reference);
+/**
+ * The reference compositions of the same formulas. The packed ops have no composition twin: here
+ * they are the same ops, with bconv2dPacked on the scalar reference kernel (CPU).
+ */
+export const reference: Operators = {
+  ...bind(() => native().ops.reference),
+  ...bindPacked(() => native().ops, 'reference'),
+};
 
 export const { signSte, signSteBiased, binarizeWeight, binaryConv2d, rprelu, distributionLoss, infoNce } = ops;
 export const { packSigns, packWeights, bconv2dPacked } = ops;

@@ -6,6 +6,9 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "checks.h"
 #include "packed.h"
 #include "shared.h"
@@ -252,9 +255,23 @@ at::Tensor pack_weights(const at::Tensor& w) {
   return out;
 }
 
-at::Tensor bconv2d_packed(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
-                          int64_t padding, const c10::optional<at::Tensor>& scale,
-                          const c10::optional<at::Tensor>& shift) {
+// "popc" or "mma" (kernels of cuda/packed.cu); S2BNN_BCONV_CUDA_KERNEL picks the default (popc).
+bool use_mma(const std::string& name, const char* where) {
+  TORCH_CHECK(name == "popc" || name == "mma", where, ": unknown CUDA kernel '", name, "' (expected popc or mma)");
+  return name == "mma";
+}
+
+bool default_mma() {
+  static const bool mma = [] {
+    const char* env = std::getenv("S2BNN_BCONV_CUDA_KERNEL");
+    return env && *env ? use_mma(env, "S2BNN_BCONV_CUDA_KERNEL") : false;
+  }();
+  return mma;
+}
+
+at::Tensor bconv2d_packed_with(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
+                               int64_t padding, const c10::optional<at::Tensor>& scale,
+                               const c10::optional<at::Tensor>& shift, bool mma) {
   const kernels::BconvShape s = packed::bconv_shape(x, w, channels, stride, padding, scale, shift);
   const c10::cuda::CUDAGuard guard(x.device());
   const bool affine = scale && scale->defined();
@@ -266,9 +283,22 @@ at::Tensor bconv2d_packed(const at::Tensor& x, const at::Tensor& w, int64_t chan
                              x.options().dtype(affine ? at::kFloat : at::kInt), at::MemoryFormat::ChannelsLast);
   launch([&] {
     cuda::bconv2d_packed(words_of(xc), words_of(wc), s, affine ? sc.data_ptr<float>() : nullptr,
-                         sh.defined() ? sh.data_ptr<float>() : nullptr, out.data_ptr(), stream());
+                         sh.defined() ? sh.data_ptr<float>() : nullptr, out.data_ptr(), mma, stream());
   });
   return out;
+}
+
+at::Tensor bconv2d_packed(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
+                          int64_t padding, const c10::optional<at::Tensor>& scale,
+                          const c10::optional<at::Tensor>& shift) {
+  return bconv2d_packed_with(x, w, channels, stride, padding, scale, shift, default_mma());
+}
+
+at::Tensor bconv2d_packed_kernel(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
+                                 int64_t padding, const c10::optional<at::Tensor>& scale,
+                                 const c10::optional<at::Tensor>& shift, c10::string_view kernel) {
+  return bconv2d_packed_with(x, w, channels, stride, padding, scale, shift,
+                             use_mma(std::string(kernel), "bconv2d_packed_kernel"));
 }
 
 }  // namespace
@@ -290,4 +320,5 @@ TORCH_LIBRARY_IMPL(s2bnn, CUDA, m) {
   m.impl("pack_signs", &s2bnn::cuda_ops::pack_signs);
   m.impl("pack_weights", &s2bnn::cuda_ops::pack_weights);
   m.impl("bconv2d_packed", &s2bnn::cuda_ops::bconv2d_packed);
+  m.impl("bconv2d_packed_kernel", &s2bnn::cuda_ops::bconv2d_packed_kernel);
 }

@@ -76,8 +76,8 @@ at::Tensor pack_weights(const at::Tensor& w);
 at::Tensor bconv2d_packed(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
                           int64_t padding, const c10::optional<at::Tensor>& scale = {},
                           const c10::optional<at::Tensor>& shift = {});
-// bconv2d_packed with a named CPU kernel ("avx512", "avx2", "scalar", "reference"); for tests and
-// benchmarks.
+// bconv2d_packed with a named kernel, for tests and benchmarks: on CPU "avx512", "avx2", "scalar",
+// "reference" or "mma-emulation" (the CUDA tensor-core kernel's arithmetic); on CUDA "popc" or "mma".
 at::Tensor bconv2d_packed_kernel(const at::Tensor& x, const at::Tensor& w, int64_t channels,
                                  int64_t stride, int64_t padding, const c10::optional<at::Tensor>& scale,
                                  const c10::optional<at::Tensor>& shift, const std::string& kernel);

@@ -7,6 +7,8 @@
 //   "avx2"      AVX2 nibble-LUT popcount (pshufb), byte counters flushed with vpsadbw.
 //   "scalar"    the same tiling with the scalar popcnt instruction.
 //   "reference" one output element at a time, the per-element function the CUDA popc kernel runs.
+//   "mma-emulation"  the CUDA b1 tensor-core kernel's fragments and AND-popc arithmetic, run on
+//               the CPU (tests; never the default).
 // The default is the first the CPU supports, in that order; S2BNN_BCONV_KERNEL=<name> forces one
 // (read once), and the internal op s2bnn::bconv2d_packed_kernel takes the name per call (tests).
 //
@@ -41,7 +43,7 @@ using kernels::BconvShape;
 constexpr int64_t kNR = 16;  // output channels per weight block
 constexpr int64_t kMR = 4;   // output pixels per register tile
 
-enum class Kernel { Reference, Scalar, Avx2, Avx512 };
+enum class Kernel { Reference, Scalar, Avx2, Avx512, MmaEmulation };
 
 const char* kernel_name(Kernel k) {
   switch (k) {
@@ -49,6 +51,7 @@ const char* kernel_name(Kernel k) {
     case Kernel::Scalar: return "scalar";
     case Kernel::Avx2: return "avx2";
     case Kernel::Avx512: return "avx512";
+    case Kernel::MmaEmulation: return "mma-emulation";
   }
   return "?";
 }
@@ -56,7 +59,8 @@ const char* kernel_name(Kernel k) {
 bool supported(Kernel k) {
 #if defined(S2BNN_X86)
   switch (k) {
-    case Kernel::Reference: return true;
+    case Kernel::Reference:
+    case Kernel::MmaEmulation: return true;
     case Kernel::Scalar: return __builtin_cpu_supports("popcnt");
     case Kernel::Avx2: return __builtin_cpu_supports("avx2");
     case Kernel::Avx512:
@@ -64,27 +68,27 @@ bool supported(Kernel k) {
   }
   return false;
 #else
-  return k == Kernel::Reference || k == Kernel::Scalar;
+  return k == Kernel::Reference || k == Kernel::Scalar || k == Kernel::MmaEmulation;
 #endif
 }
 
 std::vector<Kernel> available() {
   std::vector<Kernel> out;
-  for (Kernel k : {Kernel::Avx512, Kernel::Avx2, Kernel::Scalar, Kernel::Reference}) {
+  for (Kernel k : {Kernel::Avx512, Kernel::Avx2, Kernel::Scalar, Kernel::Reference, Kernel::MmaEmulation}) {
     if (supported(k)) out.push_back(k);
   }
   return out;
 }
 
 Kernel parse_kernel(const std::string& name, const char* where) {
-  for (Kernel k : {Kernel::Avx512, Kernel::Avx2, Kernel::Scalar, Kernel::Reference}) {
+  for (Kernel k : {Kernel::Avx512, Kernel::Avx2, Kernel::Scalar, Kernel::Reference, Kernel::MmaEmulation}) {
     if (name == kernel_name(k)) {
       TORCH_CHECK(supported(k), where, ": kernel '", name, "' is not supported by this CPU");
       return k;
     }
   }
   TORCH_CHECK(false, where, ": unknown kernel '", name,
-              "' (expected avx512, avx2, scalar or reference)");
+              "' (expected avx512, avx2, scalar, reference or mma-emulation)");
   return Kernel::Reference;
 }
 
@@ -461,6 +465,52 @@ void run_reference(const uint64_t* x, const uint64_t* w, const BconvShape& s, co
   });
 }
 
+// The CUDA b1 tensor-core kernel's arithmetic on the CPU: the same tiles (16 pixels x 8 output
+// channels per warp), lanes, fragment loads, patch popcounts reduced over each lane group, and
+// epilogue (kernels/popcount.h); the mma.m16n8k256 .and.popc itself is done here as a matrix
+// product of the fragments placed by the PTX layout. Slow: for tests.
+void run_mma_emulation(const uint64_t* x, const uint64_t* w, const BconvShape& s, const Epilogue& epi) {
+  using namespace kernels;
+  const int64_t P = bconv_pixels(s), O = s.out_channels;
+  const int64_t tiles_m = (P + kMmaM - 1) / kMmaM, tiles_n = (O + kMmaN - 1) / kMmaN;
+  const int64_t slices = mma_slices(s);
+  at::parallel_for(0, tiles_m * tiles_n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t pixel0 = (tile / tiles_n) * kMmaM, o0 = (tile % tiles_n) * kMmaN;
+      int64_t d[32][4] = {};
+      int64_t patch_pop[32][2] = {};  // per lane: its chunks of rows g and g + 8
+      for (int64_t slice = 0; slice < slices; ++slice) {
+        uint32_t a[32][4], b[32][2];
+        uint32_t A[kMmaM][kMmaChunks] = {}, B[kMmaN][kMmaChunks] = {};
+        for (int lane = 0; lane < 32; ++lane) {
+          mma_load_a(x, s, pixel0, slice, lane, a[lane]);
+          mma_load_b(w, s, o0, slice, lane, b[lane]);
+          patch_pop[lane][0] += popcount64(a[lane][0]) + popcount64(a[lane][2]);
+          patch_pop[lane][1] += popcount64(a[lane][1]) + popcount64(a[lane][3]);
+          for (int r = 0; r < 4; ++r) A[mma_a_row(lane, r)][mma_a_chunk(lane, r)] = a[lane][r];
+          for (int r = 0; r < 2; ++r) B[mma_b_col(lane)][mma_b_chunk(lane, r)] = b[lane][r];
+        }
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int r = 0; r < 4; ++r) {
+            const int row = mma_d_row(lane, r), col = mma_d_col(lane, r);
+            for (int q = 0; q < kMmaChunks; ++q) d[lane][r] += popcount64(A[row][q] & B[col][q]);
+          }
+        }
+      }
+      for (int lane = 0; lane < 32; ++lane) {
+        for (int r = 0; r < 4; ++r) {
+          const int64_t pixel = pixel0 + mma_d_row(lane, r), o = o0 + mma_d_col(lane, r);
+          if (pixel >= P || o >= O) continue;
+          // The CUDA kernel sums the group's four lanes with __shfl_xor_sync(1) and (2).
+          int64_t patch_ones = 0;
+          for (int t = 0; t < 4; ++t) patch_ones += patch_pop[(lane & ~3) + t][r >= 2 ? 1 : 0];
+          epi.write(pixel * O + o, o, mma_output_value(w, s, pixel, o, d[lane][r], patch_ones));
+        }
+      }
+    }
+  });
+}
+
 void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const Epilogue& epi, Kernel kernel) {
   const int64_t O = s.out_channels, k = s.kernel, taps = k * k, Cw = s.words, p = s.padding;
   const int64_t K = taps * Cw;  // words per patch
@@ -591,6 +641,8 @@ at::Tensor bconv_cpu_with(const at::Tensor& x, const at::Tensor& w, int64_t chan
   const auto* wp = reinterpret_cast<const uint64_t*>(wc.data_ptr<int64_t>());
   if (kernel == Kernel::Reference) {
     run_reference(xp, wp, s, epi);
+  } else if (kernel == Kernel::MmaEmulation) {
+    run_mma_emulation(xp, wp, s, epi);
   } else {
     run_tiled(xp, wp, s, epi, kernel);
   }

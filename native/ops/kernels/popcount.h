@@ -126,4 +126,94 @@ S2BNN_HD float bconv_affine(int32_t acc, float scale, float shift) {
   return static_cast<float>(acc) * scale + shift;
 }
 
+// ---- b1 tensor cores: mma.sync.m16n8k256 .and.popc --------------------------------------------
+// A warp computes a tile of 16 output pixels (flattened n, oy, ox) x 8 output channels. The K
+// dimension is a patch's taps * words words (tap-major, as in pack_weights), walked in slices of
+// 256 bits = 4 words = 8 32-bit chunks; chunk q of a slice is the low (q even) or high (q odd)
+// half of word 4 * slice + q / 2. Out-of-image taps and words beyond K load as 0.
+// Fragments (PTX ISA, "Matrix fragments for mma.m16n8k256", .b1; lane = 4 * g + t):
+//   A (16 x 256, row): a0 = (row g, chunk t), a1 = (row g + 8, chunk t),
+//                      a2 = (row g, chunk 4 + t), a3 = (row g + 8, chunk 4 + t)
+//   B (256 x 8, col):  b0 = (col g, chunk t), b1 = (col g, chunk 4 + t)
+//   C/D (16 x 8 s32):  d0, d1 = (row g, cols 2t, 2t + 1), d2, d3 = (row g + 8, cols 2t, 2t + 1)
+// A bit of chunk q pairs with the same bit of B's chunk q, so the sum over k of popc(a AND b) only
+// needs A and B to agree on the chunk order (they do by construction); rows and columns follow
+// the table above. The CPU emulation (packed.cpp, kernel "mma-emulation") runs these functions
+// with the same lanes and registers and does the matrix product itself.
+constexpr int kMmaM = 16, kMmaN = 8, kMmaChunks = 8, kMmaSliceWords = 4;
+
+S2BNN_HD int mma_a_row(int lane, int reg) { return (lane >> 2) + ((reg & 1) ? 8 : 0); }
+S2BNN_HD int mma_a_chunk(int lane, int reg) { return (lane & 3) + ((reg & 2) ? 4 : 0); }
+S2BNN_HD int mma_b_col(int lane) { return lane >> 2; }
+S2BNN_HD int mma_b_chunk(int lane, int reg) { return (lane & 3) + (reg ? 4 : 0); }
+S2BNN_HD int mma_d_row(int lane, int reg) { return (lane >> 2) + (reg >= 2 ? 8 : 0); }
+S2BNN_HD int mma_d_col(int lane, int reg) { return 2 * (lane & 3) + (reg & 1); }
+
+S2BNN_HD int64_t bconv_pixels(const BconvShape& s) { return s.batch * s.out_height * s.out_width; }
+S2BNN_HD int64_t mma_slices(const BconvShape& s) {
+  return (s.kernel * s.kernel * s.words + kMmaSliceWords - 1) / kMmaSliceWords;
+}
+
+S2BNN_HD uint32_t word_half(uint64_t v, int q) { return q & 1 ? static_cast<uint32_t>(v >> 32) : static_cast<uint32_t>(v); }
+
+// Chunk q of slice `slice` of output pixel `pixel`'s patch (0 outside the image or past K).
+S2BNN_HD uint32_t mma_patch_chunk(const uint64_t* x, const BconvShape& s, int64_t pixel, int64_t slice, int q) {
+  const int64_t word = slice * kMmaSliceWords + q / 2;
+  if (pixel >= bconv_pixels(s) || word >= s.kernel * s.kernel * s.words) return 0;
+  const int64_t tap = word / s.words, c = word % s.words;
+  const int64_t ox = pixel % s.out_width, oy = (pixel / s.out_width) % s.out_height;
+  const int64_t n = pixel / (s.out_width * s.out_height);
+  const int64_t iy = oy * s.stride - s.padding + tap / s.kernel;
+  const int64_t ix = ox * s.stride - s.padding + tap % s.kernel;
+  if (iy < 0 || iy >= s.height || ix < 0 || ix >= s.width) return 0;
+  return word_half(x[((n * s.height + iy) * s.width + ix) * s.words + c], q);
+}
+
+// Chunk q of slice `slice` of output channel o's weights (0 past O or K).
+S2BNN_HD uint32_t mma_weight_chunk(const uint64_t* w, const BconvShape& s, int64_t o, int64_t slice, int q) {
+  const int64_t K = s.kernel * s.kernel * s.words;
+  const int64_t word = slice * kMmaSliceWords + q / 2;
+  if (o >= s.out_channels || word >= K) return 0;
+  return word_half(w[o * K + word], q);
+}
+
+// One lane's fragments for the tile starting at pixel0 / o0.
+S2BNN_HD void mma_load_a(const uint64_t* x, const BconvShape& s, int64_t pixel0, int64_t slice, int lane,
+                         uint32_t a[4]) {
+  for (int r = 0; r < 4; ++r) a[r] = mma_patch_chunk(x, s, pixel0 + mma_a_row(lane, r), slice, mma_a_chunk(lane, r));
+}
+S2BNN_HD void mma_load_b(const uint64_t* w, const BconvShape& s, int64_t o0, int64_t slice, int lane, uint32_t b[2]) {
+  for (int r = 0; r < 2; ++r) b[r] = mma_weight_chunk(w, s, o0 + mma_b_col(lane), slice, mma_b_chunk(lane, r));
+}
+
+// popc(w[o]) over all taps, and the +1 value of o's out-of-image taps for an output pixel.
+S2BNN_HD int64_t weight_ones(const uint64_t* w, const BconvShape& s, int64_t o) {
+  const int64_t K = s.kernel * s.kernel * s.words;
+  int64_t ones = 0;
+  for (int64_t i = 0; i < K; ++i) ones += popcount64(w[o * K + i]);
+  return ones;
+}
+S2BNN_HD int64_t border_value(const uint64_t* w, const BconvShape& s, int64_t pixel, int64_t o) {
+  const int64_t ox = pixel % s.out_width, oy = (pixel / s.out_width) % s.out_height;
+  int64_t ky0, ky1, kx0, kx1;
+  valid_taps(oy, s.height, s.kernel, s.stride, s.padding, &ky0, &ky1);
+  valid_taps(ox, s.width, s.kernel, s.stride, s.padding, &kx0, &kx1);
+  if (ky0 == 0 && ky1 == s.kernel && kx0 == 0 && kx1 == s.kernel) return 0;
+  int64_t total = 0;
+  for (int64_t ky = 0; ky < s.kernel; ++ky) {
+    for (int64_t kx = 0; kx < s.kernel; ++kx) {
+      if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) continue;
+      total += plus_one_tap_value(w + ((o * s.kernel + ky) * s.kernel + kx) * s.words, s.words, s.channels);
+    }
+  }
+  return total;
+}
+
+// The accumulator of (pixel, o) from the tile's AND popcount and the pixel's patch popcount.
+S2BNN_HD int32_t mma_output_value(const uint64_t* w, const BconvShape& s, int64_t pixel, int64_t o,
+                                  int64_t and_ones, int64_t patch_ones) {
+  return accumulator_from_and(and_ones, patch_ones, weight_ones(w, s, o), s.kernel * s.kernel, s.channels,
+                              border_value(w, s, pixel, o));
+}
+
 }  // namespace s2bnn::kernels
