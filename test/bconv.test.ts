@@ -2,7 +2,8 @@
 // NaN pack as +1, bits beyond C are 0), and every CPU kernel's integer accumulators equal to the
 // float convolution of the same +-1 data, exactly, over a grid of shapes; the fused scale/shift
 // epilogue; argument errors; threads.
-import { Tensor, getNumThreads, ops, randn, reference, setNumThreads, tensor, tidy } from '../lib';
+import { Tensor, getNumThreads, opsLibraryPath, ops, randn, reference, setNumThreads, tensor, tidy } from '../lib';
+import { pythonWithTorch, runPython } from './helpers';
 
 const kernels = ops.bconv2dPackedKernels();
 
@@ -291,5 +292,13 @@ describe('argument errors name the argument', () => {
   ];
   test.each(cases)('%s', (_name, fn, message) => {
     tidy(() => expect(fn).toThrow(message));
+  });
+});
+
+const { python, reason } = pythonWithTorch();
+(python ? describe : describe.skip)(`torch.ops.s2bnn packed ops in PyTorch${python ? '' : ` (skipped: ${reason})`}`, () => {
+  test('equal torch conv2d of the +-1 data, int32 channels_last output, fused epilogue, no grad', () => {
+    const out = JSON.parse(runPython(python!, ['test/python/packed_ops.py', opsLibraryPath()]));
+    expect(out).toEqual({ cases: 48, mismatches: 0, requires_grad_ok: true });
   });
 });
