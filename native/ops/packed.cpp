@@ -42,6 +42,9 @@ using kernels::BconvShape;
 
 constexpr int64_t kNR = 16;  // output channels per weight block
 constexpr int64_t kMR = 4;   // output pixels per register tile
+// C <= 32: every word's high half is 0, so the AVX-512 kernel runs on 32-bit lanes (vpopcntd):
+// 32 output channels per block, half the popcounts.
+constexpr int64_t kNRHalf = 32;
 
 enum class Kernel { Reference, Scalar, Avx2, Avx512, MmaEmulation };
 
@@ -281,6 +284,7 @@ struct TileIn {
   int64_t kh;            // kernel rows
   int64_t run;           // words per kernel row
   const uint64_t* b;     // weight block [kh * run][kNR]
+  const uint32_t* b32;   // half-word tiles: weight block [kh * run][kNRHalf] (low halves)
 };
 
 struct TileOut {
@@ -374,6 +378,48 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void tile_avx512(const TileIn
     } else {
       _mm512_mask_storeu_ps(t.out + i * t.ldo, mask,
                             _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), scale), shift));
+    }
+  }
+}
+
+// The half-word AVX-512 tile (C <= 32): 32 output channels in two zmm of 32-bit lanes; `border`
+// rows are kNRHalf apart.
+template <int MR>
+__attribute__((target("avx512f,avx512vpopcntdq"))) void tile_avx512_half(const TileIn& in, const TileOut& t) {
+  __m512i acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
+  const uint32_t* bk = in.b32;
+  for (int64_t ky = 0; ky < in.kh; ++ky) {
+    const uint64_t* row = in.a + ky * in.row_stride;
+    for (int64_t r = 0; r < in.run; ++r, bk += kNRHalf) {
+      const __m512i b0 = _mm512_loadu_si512(bk);
+      const __m512i b1 = _mm512_loadu_si512(bk + 16);
+      for (int i = 0; i < MR; ++i) {
+        const __m512i ai = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(row[i * in.lda + r])));
+        acc[i][0] = _mm512_add_epi32(acc[i][0], _mm512_popcnt_epi32(_mm512_xor_si512(ai, b0)));
+        acc[i][1] = _mm512_add_epi32(acc[i][1], _mm512_popcnt_epi32(_mm512_xor_si512(ai, b1)));
+      }
+    }
+  }
+  const int64_t lanes1 = t.lanes > 16 ? t.lanes - 16 : 0;
+  const __mmask16 mask[2] = {t.lanes >= 16 ? __mmask16(0xffff) : __mmask16((1u << t.lanes) - 1),
+                             lanes1 >= 16 ? __mmask16(0xffff) : __mmask16((1u << lanes1) - 1)};
+  const __m512i base = _mm512_set1_epi32(static_cast<int32_t>(t.base));
+  for (int h = 0; h < 2; ++h) {
+    __m512 scale = _mm512_setzero_ps(), shift = _mm512_setzero_ps();
+    if (!t.acc) {
+      scale = _mm512_maskz_loadu_ps(mask[h], t.scale + 16 * h);
+      if (t.shift) shift = _mm512_maskz_loadu_ps(mask[h], t.shift + 16 * h);
+    }
+    for (int i = 0; i < MR; ++i) {
+      __m512i v = _mm512_sub_epi32(base, _mm512_slli_epi32(acc[i][h], 1));
+      if (t.border) v = _mm512_sub_epi32(v, _mm512_loadu_si512(t.border + i * kNRHalf + 16 * h));
+      if (t.acc) {
+        _mm512_mask_storeu_epi32(t.acc + i * t.ldo + 16 * h, mask[h], v);
+      } else {
+        _mm512_mask_storeu_ps(t.out + i * t.ldo + 16 * h, mask[h],
+                              _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), scale), shift));
+      }
     }
   }
 }
@@ -514,13 +560,22 @@ void run_mma_emulation(const uint64_t* x, const uint64_t* w, const BconvShape& s
 void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const Epilogue& epi, Kernel kernel) {
   const int64_t O = s.out_channels, k = s.kernel, taps = k * k, Cw = s.words, p = s.padding;
   const int64_t K = taps * Cw;  // words per patch
-  const int64_t blocks = (O + kNR - 1) / kNR;
-  // Weights as [block][K][kNR] (lanes of o >= O are 0 and discarded) and the +1 tap values.
-  std::vector<uint64_t> wb(static_cast<size_t>(blocks * K * kNR), 0);
+  const bool half = kernel == Kernel::Avx512 && s.channels <= 32;
+  const int64_t nr = half ? kNRHalf : kNR;
+  const int64_t blocks = (O + nr - 1) / nr;
+  // Weights as [block][K][nr] (lanes of o >= O are 0 and discarded) and the +1 tap values.
+  std::vector<uint64_t> wb(half ? 0 : static_cast<size_t>(blocks * K * nr), 0);
+  std::vector<uint32_t> wb32(half ? static_cast<size_t>(blocks * K * nr) : 0, 0);
   std::vector<int32_t> plus_one(static_cast<size_t>(taps * O));
   for (int64_t o = 0; o < O; ++o) {
-    const int64_t blk = o / kNR, lane = o % kNR;
-    for (int64_t kk = 0; kk < K; ++kk) wb[(blk * K + kk) * kNR + lane] = w[o * K + kk];
+    const int64_t blk = o / nr, lane = o % nr;
+    for (int64_t kk = 0; kk < K; ++kk) {
+      if (half) {
+        wb32[(blk * K + kk) * nr + lane] = static_cast<uint32_t>(w[o * K + kk]);
+      } else {
+        wb[(blk * K + kk) * nr + lane] = w[o * K + kk];
+      }
+    }
     for (int64_t t = 0; t < taps; ++t) {
       plus_one[t * O + o] = static_cast<int32_t>(kernels::plus_one_tap_value(w + (o * taps + t) * Cw, Cw, s.channels));
     }
@@ -551,7 +606,10 @@ void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const 
       ox_in1 = ox + 1;
     }
   }
-  const auto tiles = tiles_for(kernel);
+  auto tiles = tiles_for(kernel);
+#if defined(S2BNN_X86)
+  if (half) tiles = {&tile_avx512_half<1>, &tile_avx512_half<2>, &tile_avx512_half<3>, &tile_avx512_half<4>};
+#endif
   const int64_t rows = s.batch * s.out_height;
   const int64_t threads = at::get_num_threads();
   // Few rows (late layers, 7x7): also split the output channels so every thread has work.
@@ -559,7 +617,7 @@ void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const 
   const int64_t per_split = (blocks + splits - 1) / splits;
 
   at::parallel_for(0, rows * splits, 1, [&](int64_t begin, int64_t end) {
-    alignas(64) int32_t border[kMR * kNR];
+    alignas(64) int32_t border[kMR * kNRHalf];
     for (int64_t item = begin; item < end; ++item) {
       const int64_t row = item / splits, split = item % splits;
       const int64_t n = row / s.out_height, oy = row % s.out_height;
@@ -575,11 +633,12 @@ void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const 
       const int64_t out_row = row * s.out_width;
       const int64_t b0 = split * per_split, b1 = std::min(blocks, b0 + per_split);
       for (int64_t blk = b0; blk < b1; ++blk) {
-        const int64_t o0 = blk * kNR;
-        in.b = wb.data() + blk * K * kNR;
+        const int64_t o0 = blk * nr;
+        in.b = half ? nullptr : wb.data() + blk * K * nr;
+        in.b32 = half ? wb32.data() + blk * K * nr : nullptr;
         TileOut t;
         t.ldo = O;
-        t.lanes = std::min<int64_t>(kNR, O - o0);
+        t.lanes = std::min<int64_t>(nr, O - o0);
         t.base = taps * s.channels;
         t.scale = epi.scale ? epi.scale + o0 : nullptr;
         t.shift = epi.shift ? epi.shift + o0 : nullptr;
@@ -593,8 +652,8 @@ void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const 
           if (!row_inside || ox0 < ox_in0 || ox0 + mr > ox_in1) {
             // Some pixel of this tile reads padding: sum the +1 value of its out-of-image taps.
             for (int64_t i = 0; i < mr; ++i) {
-              int32_t* corr = border + i * kNR;
-              for (int64_t j = 0; j < kNR; ++j) corr[j] = 0;
+              int32_t* corr = border + i * nr;
+              for (int64_t j = 0; j < nr; ++j) corr[j] = 0;
               int64_t kx0, kx1;
               kernels::valid_taps(ox0 + i, s.width, k, s.stride, p, &kx0, &kx1);
               for (int64_t ky = 0; ky < k; ++ky) {
