@@ -281,8 +281,11 @@ at::Tensor bconv2d_packed_with(const at::Tensor& x, const at::Tensor& w, int64_t
   if (shift && shift->defined()) sh = shift->contiguous();
   at::Tensor out = at::empty({s.batch, s.out_channels, s.out_height, s.out_width},
                              x.options().dtype(affine ? at::kFloat : at::kInt), at::MemoryFormat::ChannelsLast);
+  // The popc kernel reads the weights as [K, O] (coalesced over a warp's output channels).
+  const at::Tensor wt = mma ? at::Tensor() : wc.reshape({s.out_channels, -1}).t().contiguous();
   launch([&] {
-    cuda::bconv2d_packed(words_of(xc), words_of(wc), s, affine ? sc.data_ptr<float>() : nullptr,
+    cuda::bconv2d_packed(words_of(xc), words_of(wc), mma ? nullptr : words_of(wt), s,
+                         affine ? sc.data_ptr<float>() : nullptr,
                          sh.defined() ? sh.data_ptr<float>() : nullptr, out.data_ptr(), mma, stream());
   });
   return out;

@@ -6,7 +6,8 @@
 //               register tile, one vpopcntq per 8 (pixel, channel) pairs and packed word.
 //   "avx2"      AVX2 nibble-LUT popcount (pshufb), byte counters flushed with vpsadbw.
 //   "scalar"    the same tiling with the scalar popcnt instruction.
-//   "reference" one output element at a time, the per-element function the CUDA popc kernel runs.
+//   "reference" one output element at a time, the per-element function (and weight layout) the
+//               CUDA popc kernel runs.
 //   "mma-emulation"  the CUDA b1 tensor-core kernel's fragments and AND-popc arithmetic, run on
 //               the CPU (tests; never the default).
 // The default is the first the CPU supports, in that order; S2BNN_BCONV_KERNEL=<name> forces one
@@ -499,14 +500,20 @@ struct Epilogue {
   }
 };
 
+// One output element at a time with kernels::bconv_output_element on the weights transposed to
+// [K, O]: exactly what the CUDA popc kernel runs per thread (test/bconv.test.ts drives it).
 void run_reference(const uint64_t* x, const uint64_t* w, const BconvShape& s, const Epilogue& epi) {
   const int64_t pixels = s.batch * s.out_height * s.out_width;
+  const int64_t K = s.kernel * s.kernel * s.words;
+  std::vector<uint64_t> w_t(static_cast<size_t>(K * s.out_channels));
+  for (int64_t o = 0; o < s.out_channels; ++o)
+    for (int64_t kk = 0; kk < K; ++kk) w_t[kk * s.out_channels + o] = w[o * K + kk];
   const int64_t O = s.out_channels;
   at::parallel_for(0, pixels, std::max<int64_t>(1, 4096 / O), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const int64_t ox = p % s.out_width, oy = (p / s.out_width) % s.out_height;
       const int64_t n = p / (s.out_width * s.out_height);
-      for (int64_t o = 0; o < O; ++o) epi.write(p * O + o, o, kernels::bconv_output_element(x, w, s, n, oy, ox, o));
+      for (int64_t o = 0; o < O; ++o) epi.write(p * O + o, o, kernels::bconv_output_element(x, w_t.data(), s, n, oy, ox, o, 1, O));
     }
   });
 }

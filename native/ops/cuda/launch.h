@@ -65,8 +65,9 @@ void pack_sign_rows(const float* src, const float* bias, int64_t rows, int64_t c
                     uint64_t* out, cudaStream_t stream);
 // x [N, H, W, words], w [O, k, k, words] -> NHWC output: int32 accumulators when scale is null,
 // else float32 acc * scale[o] + shift[o] (shift may be null). `mma`: the b1 tensor-core kernel
-// (sm_80+), else the popc kernel.
-void bconv2d_packed(const uint64_t* x, const uint64_t* w, const kernels::BconvShape& shape,
+// (sm_80+, reads w), else the popc kernel (reads w_t, the weights as [kernel * kernel * words, O];
+// may be null when mma).
+void bconv2d_packed(const uint64_t* x, const uint64_t* w, const uint64_t* w_t, const kernels::BconvShape& shape,
                     const float* scale, const float* shift, void* out, bool mma, cudaStream_t stream);
 
 }  // namespace s2bnn::cuda

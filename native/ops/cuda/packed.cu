@@ -31,8 +31,9 @@ __global__ void pack_rows_kernel(const float* src, const float* bias, int64_t ro
   }
 }
 
+// w_t: the weights transposed to [K, O] (K = kernel * kernel * words).
 template <bool Affine>
-__global__ void bconv_popc_kernel(const uint64_t* x, const uint64_t* w, BconvShape s, const float* scale,
+__global__ void bconv_popc_kernel(const uint64_t* x, const uint64_t* w_t, BconvShape s, const float* scale,
                                   const float* shift, int32_t* acc, float* out) {
   const int64_t total = s.batch * s.out_height * s.out_width * s.out_channels;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
@@ -41,7 +42,7 @@ __global__ void bconv_popc_kernel(const uint64_t* x, const uint64_t* w, BconvSha
     const int64_t pixel = i / s.out_channels;
     const int64_t ox = pixel % s.out_width, oy = (pixel / s.out_width) % s.out_height;
     const int64_t n = pixel / (s.out_width * s.out_height);
-    const int32_t value = bconv_output_element(x, w, s, n, oy, ox, o);
+    const int32_t value = bconv_output_element(x, w_t, s, n, oy, ox, o, 1, s.out_channels);
     if (Affine) {
       out[i] = bconv_affine(value, scale[o], shift ? shift[o] : 0.0f);
     } else {
@@ -103,8 +104,8 @@ void pack_sign_rows(const float* src, const float* bias, int64_t rows, int64_t c
   check_launch("pack_sign_rows");
 }
 
-void bconv2d_packed(const uint64_t* x, const uint64_t* w, const BconvShape& shape, const float* scale,
-                    const float* shift, void* out, bool mma, cudaStream_t stream) {
+void bconv2d_packed(const uint64_t* x, const uint64_t* w, const uint64_t* w_t, const BconvShape& shape,
+                    const float* scale, const float* shift, void* out, bool mma, cudaStream_t stream) {
   const int64_t total = shape.batch * shape.out_height * shape.out_width * shape.out_channels;
   if (total == 0) return;
   if (mma) {
@@ -124,10 +125,10 @@ void bconv2d_packed(const uint64_t* x, const uint64_t* w, const BconvShape& shap
   }
   if (scale) {
     bconv_popc_kernel<true><<<blocks_for(total, kThreads), kThreads, 0, stream>>>(
-        x, w, shape, scale, shift, nullptr, static_cast<float*>(out));
+        x, w_t, shape, scale, shift, nullptr, static_cast<float*>(out));
   } else {
     bconv_popc_kernel<false><<<blocks_for(total, kThreads), kThreads, 0, stream>>>(
-        x, w, shape, nullptr, nullptr, static_cast<int32_t*>(out), nullptr);
+        x, w_t, shape, nullptr, nullptr, static_cast<int32_t*>(out), nullptr);
   }
   check_launch("bconv2d_packed");
 }

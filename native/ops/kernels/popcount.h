@@ -88,9 +88,12 @@ S2BNN_HD void valid_taps(int64_t out, int64_t size, int64_t kernel, int64_t stri
 
 // The exact accumulator of output (n, oy, ox, o): the zero-padded convolution of the +-1
 // tensors, skipping out-of-image taps. The reference kernel (CPU) and the popc kernel (CUDA) run
-// this per output element.
+// this per output element. Word kk of o's weights (kk = tap * words + c) is read at
+// w[o * o_stride + kk * k_stride]: pack_weights' [O, K] layout is (K, 1); the CUDA kernel reads a
+// transposed [K, O] copy, (1, O), so a warp's 32 output channels load consecutive words.
 S2BNN_HD int32_t bconv_output_element(const uint64_t* x, const uint64_t* w, const BconvShape& s,
-                                      int64_t n, int64_t oy, int64_t ox, int64_t o) {
+                                      int64_t n, int64_t oy, int64_t ox, int64_t o, int64_t o_stride,
+                                      int64_t k_stride) {
   int64_t ky0, ky1, kx0, kx1;
   valid_taps(oy, s.height, s.kernel, s.stride, s.padding, &ky0, &ky1);
   valid_taps(ox, s.width, s.kernel, s.stride, s.padding, &kx0, &kx1);
@@ -100,8 +103,10 @@ S2BNN_HD int32_t bconv_output_element(const uint64_t* x, const uint64_t* w, cons
     for (int64_t kx = kx0; kx < kx1; ++kx) {
       const int64_t ix = ox * s.stride - s.padding + kx;
       const uint64_t* a = x + ((n * s.height + iy) * s.width + ix) * s.words;
-      const uint64_t* b = w + ((o * s.kernel + ky) * s.kernel + kx) * s.words;
-      acc += packed_tap_dot(a, b, s.words, s.channels);
+      const uint64_t* b = w + o * o_stride + (ky * s.kernel + kx) * s.words * k_stride;
+      int64_t ones = 0;
+      for (int64_t c = 0; c < s.words; ++c) ones += popcount64(a[c] ^ b[c * k_stride]);
+      acc += s.channels - 2 * ones;
     }
   }
   return static_cast<int32_t>(acc);
