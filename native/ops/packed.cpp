@@ -1,9 +1,10 @@
 // Packed (xnor-popcount) binary convolution on the CPU: pack_signs, pack_weights and
 // bconv2d_packed (format and conventions: kernels/popcount.h, docs/bconv.md).
 //
-// bconv2d_packed has four CPU variants, chosen at run time:
+// bconv2d_packed has five CPU variants, chosen at run time:
 //   "avx512"    AVX-512 VPOPCNTDQ: 16 output channels (two zmm of words) x 4 output pixels per
-//               register tile, one vpopcntq per 8 (pixel, channel) pairs and packed word.
+//               register tile, one vpopcntq per 8 (pixel, channel) pairs and packed word; for
+//               C <= 32, 32-bit lanes (vpopcntd) and 32 channels per tile.
 //   "avx2"      AVX2 nibble-LUT popcount (pshufb), byte counters flushed with vpsadbw.
 //   "scalar"    the same tiling with the scalar popcnt instruction.
 //   "reference" one output element at a time, the per-element function (and weight layout) the
@@ -13,8 +14,9 @@
 // The default is the first the CPU supports, in that order; S2BNN_BCONV_KERNEL=<name> forces one
 // (read once), and the internal op s2bnn::bconv2d_packed_kernel takes the name per call (tests).
 //
-// The tiled variants gather each output row's patches (im2col of packed words; out-of-image taps
-// as 0 words, i.e. +1) and subtract the +1 taps' value at the border, which makes them exact.
+// The tiled variants read a copy of the packed input padded with 0 words (+1) -- no im2col: a
+// patch is kh runs of kw * words contiguous words -- and subtract the +1 taps' value at border
+// pixels, which makes them exact.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
