@@ -5,9 +5,9 @@
 //   packed  bconv2d_packed on packed input and weights (the kernel only, int32 accumulators)
 //   layer   pack_signs(x + bias) + bconv2d_packed with the fused scale/shift epilogue: what a
 //           binary conv layer costs at inference
+// Each: the median of `repeats` runs (and the minimum, for noisy shared machines).
 import { ops, reference } from '../ops';
 import { Tensor, getNumThreads, manualSeed, noGrad, randn, setNumThreads } from '../tensor';
-import { medianMs } from './timing';
 
 export interface BconvShape {
   /** Input channels (= output channels in ReActNet-A's binary convs). */
@@ -37,6 +37,10 @@ export interface BconvFigure {
   /** floatMs / packedMs and floatMs / layerMs. */
   speedup: number;
   layerSpeedup: number;
+  /** The fastest run of each (a noisy shared machine stalls some runs; the minimum filters that). */
+  floatMinMs: number;
+  packedMinMs: number;
+  layerMinMs: number;
 }
 
 const WIDTHS = [32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024];
@@ -66,7 +70,7 @@ export function reactnetBconvShapes(input = 224): BconvShape[] {
 export interface BconvBenchOptions {
   /** Thread counts to measure (default: 1 and all). */
   threads?: number[];
-  /** Timed repetitions per figure (the median is kept; default 20). */
+  /** Timed runs per figure (median and minimum kept; default 20). */
   repeats?: number;
   /** Only these shapes (default: all of reactnetBconvShapes()). */
   shapes?: BconvShape[];
@@ -79,10 +83,17 @@ function shapeName(s: BconvShape): string {
   return `${s.channels}x${s.size}x${s.size}->${s.outChannels} k${s.kernel}s${s.stride}`;
 }
 
-// at most `repeats` samples, at least 3, and at least ~200 ms or `repeats` samples.
-function time(run: () => void, repeats: number): number {
-  run();  // warm-up (allocations, oneDNN primitive creation)
-  return medianMs(run, 200, Math.min(3, repeats), repeats);
+// `repeats` timed runs after one warm-up (allocations, oneDNN primitive creation): median and min.
+function time(run: () => void, repeats: number): { median: number; min: number } {
+  run();
+  const samples: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = process.hrtime.bigint();
+    run();
+    samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  samples.sort((a, b) => a - b);
+  return { median: samples[Math.floor(samples.length / 2)], min: samples[0] };
 }
 
 export function benchBconv(options: BconvBenchOptions = {}): BconvFigure[] {
@@ -110,18 +121,18 @@ export function benchBconv(options: BconvBenchOptions = {}): BconvFigure[] {
         const pw = ops.packWeights(w);
         const padding = s.kernel === 3 ? 1 : 0;
         const conv = { binarizeInput: false, binarizeWeight: false, stride: s.stride, padding };
-        const packed = { channels: s.channels, stride: s.stride, padding, kernel: kernelName };
+        const packedArgs = { channels: s.channels, stride: s.stride, padding, kernel: kernelName };
         for (const threads of threadCounts) {
           setNumThreads(threads);
           const floatNchw = time(() => reference.binaryConv2d(xs, ws, conv).dispose(), repeats);
           const floatLast = time(() => reference.binaryConv2d(xsLast, ws, conv).dispose(), repeats);
-          const packedMs = time(() => ops.bconv2dPacked(px, pw, packed).dispose(), repeats);
-          const layerMs = time(() => {
+          const packed = time(() => ops.bconv2dPacked(px, pw, packedArgs).dispose(), repeats);
+          const layer = time(() => {
             const p = ops.packSigns(xLast, bias);
-            ops.bconv2dPacked(p, pw, { ...packed, scale, shift }).dispose();
+            ops.bconv2dPacked(p, pw, { ...packedArgs, scale, shift }).dispose();
             p.dispose();
           }, repeats);
-          const floatMs = Math.min(floatNchw, floatLast);
+          const floatMs = Math.min(floatNchw.median, floatLast.median);
           const figure: BconvFigure = {
             shape: shapeName(s),
             kernel: s.kernel,
@@ -130,11 +141,14 @@ export function benchBconv(options: BconvBenchOptions = {}): BconvFigure[] {
             threads,
             bconvKernel: kernelName,
             floatMs,
-            floatLayout: floatNchw <= floatLast ? 'nchw' : 'channels_last',
-            packedMs,
-            layerMs,
-            speedup: floatMs / packedMs,
-            layerSpeedup: floatMs / layerMs,
+            floatLayout: floatNchw.median <= floatLast.median ? 'nchw' : 'channels_last',
+            packedMs: packed.median,
+            layerMs: layer.median,
+            speedup: floatMs / packed.median,
+            layerSpeedup: floatMs / layer.median,
+            floatMinMs: Math.min(floatNchw.min, floatLast.min),
+            packedMinMs: packed.min,
+            layerMinMs: layer.min,
           };
           figures.push(figure);
           options.onFigure?.(figure);
@@ -148,8 +162,17 @@ export function benchBconv(options: BconvBenchOptions = {}): BconvFigure[] {
   return figures;
 }
 
-/** A Markdown table: per shape and thread count, ms and ratios; then whole-network sums. */
-export function formatBconvTable(figures: BconvFigure[]): string {
+/**
+ * A Markdown table: per shape and thread count, ms and ratios; then whole-network sums. `min`:
+ * the fastest runs instead of the medians.
+ */
+export function formatBconvTable(input: BconvFigure[], min = false): string {
+  const figures = min
+    ? input.map((f) => ({
+        ...f, floatMs: f.floatMinMs, packedMs: f.packedMinMs, layerMs: f.layerMinMs,
+        speedup: f.floatMinMs / f.packedMinMs, layerSpeedup: f.floatMinMs / f.layerMinMs,
+      }))
+    : input;
   const lines = [
     '| shape (C x H x W -> O, kernel, stride) | layers | threads | float32 conv ms | packed bconv ms | pack + bconv ms | speedup (bconv) | speedup (pack + bconv) |',
     '|---|---|---|---|---|---|---|---|',
