@@ -2,7 +2,9 @@
 bconv2d_packed with the fused scale/shift) vs torch.nn.functional.conv2d of the same +-1 data, on
 every ReActNet-A binary conv shape at 224 px, batch 1. One JSON line per shape and thread count.
 The same figures as `s2bnn bench-bconv`, measured from Python (a cross-check of the baseline).
-Usage: /usr/bin/python3 scripts/bench/bconv.py build/Release/libs2bnn_ops.so [THREADS...] (default 1)
+Usage: OMP_NUM_THREADS=N /usr/bin/python3 scripts/bench/bconv.py build/Release/libs2bnn_ops.so N
+(one process per thread count: torch.set_num_threads(1) alone does not keep libtorch's 1x1 float
+convolution on one thread).
 """
 import json
 import sys
