@@ -11,6 +11,7 @@ import { getNumThreads, setNumThreads } from './tensor';
 import { BENCH_DATA_USAGE, benchDataCommand } from './cli/bench-data';
 import { Flags, UsageError, parseFlags, positiveInteger } from './cli/flags';
 import { DEPLOY_USAGE, exportCommand, inferCommand } from './cli/deploy';
+import { BENCH_BCONV_USAGE, benchBconvCommand } from './cli/bench';
 import { REPRODUCE_USAGE, TRAIN_USAGE, evalCommand, finetuneCommand, knnCommand, linclsCommand, pretrainCommand, reproduceCommand } from './cli/train';
 
 const USAGE = `Usage: s2bnn <command> [options]
@@ -47,6 +48,7 @@ ${DEPLOY_USAGE}
       --steps N                 timed steps after one warm-up (default 5)
       --device cpu|cuda, --threads N, --no-python, --json
 ${BENCH_DATA_USAGE}
+${BENCH_BCONV_USAGE}
 
 Environment: S2BNN_NUM_THREADS (threads), LIBTORCH (libtorch folder for builds),
 S2BNN_PYTHON (python3 with torch for baselines).`;
@@ -231,6 +233,7 @@ const COMMANDS: Record<string, (args: string[]) => void | number | Promise<void 
   convert,
   'bench-ops': benchOpsCommand,
   'bench-data': benchDataCommand,
+  'bench-bconv': benchBconvCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

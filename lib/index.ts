@@ -29,8 +29,11 @@ export {
   rprelu,
   distributionLoss,
   infoNce,
+  packSigns,
+  packWeights,
+  bconv2dPacked,
 } from './ops';
-export type { Operators, BinaryConv2dOptions, InfoNceResult } from './ops';
+export type { Operators, BinaryConv2dOptions, InfoNceResult, PackedOperators, Bconv2dPackedOptions } from './ops';
 export { native, readBuildInfo, opsLibraryPath, NativeLoadError } from './native';
 export type { BuildInfo } from './native';
 export { memoryStats, measureMemory, setCpuCacheLimit, emptyCache } from './memory';

@@ -80,6 +80,15 @@ export interface NativeOps {
   infoNce(q: TensorHandle, k: TensorHandle, queue: TensorHandle, temperature: number): [TensorHandle, TensorHandle];
 }
 
+/** The packed (1-bit) inference ops; `kernel` names a CPU variant (null: the dispatched op). */
+export interface NativePackedOps {
+  packSigns(x: TensorHandle, bias: TensorHandle | null): TensorHandle;
+  packWeights(w: TensorHandle): TensorHandle;
+  bconv2dPacked(x: TensorHandle, w: TensorHandle, channels: number, stride: number, padding: number,
+    scale: TensorHandle | null, shift: TensorHandle | null, kernel: string | null): TensorHandle;
+  bconv2dPackedKernels(): string[];
+}
+
 export interface NativeAddon {
   build: { libtorchVersion: string; cuda: boolean };
   setNumThreads(threads: number): void;
@@ -98,7 +107,7 @@ export interface NativeAddon {
   factory(kind: 'full', shape: number[], dtype: DType, device: string | undefined, value: number): TensorHandle;
   arange(start: number, end: number, step: number, dtype: DType): TensorHandle;
   join(kind: 'cat' | 'stack', tensors: TensorHandle[], dim: number): TensorHandle;
-  ops: NativeOps & { reference: NativeOps };
+  ops: NativeOps & NativePackedOps & { reference: NativeOps };
 }
 
 /** What `npm run build` recorded about the libtorch the addon was compiled against. */

@@ -74,3 +74,20 @@ test('--help lists the commands', () => {
   expect(stdout).toMatch(/bench-ops/);
   expect(stdout).toMatch(/info/);
 });
+
+test('bench-bconv --quick --json times packed vs float conv at 1 and 2 threads (a process each)', () => {
+  const { code, stdout, stderr } = run('bench-bconv', '--quick', '--json', '--repeats', '1', '--threads', '2');
+  expect([code, stderr]).toEqual([0, '']);
+  const figures = stdout.trim().split('\n').map((line) => JSON.parse(line));
+  expect(figures.map((f) => [f.kernel, f.threads])).toEqual([[3, 1], [1, 1], [3, 2], [1, 2]]);
+  for (const f of figures) {
+    for (const key of ['floatMs', 'packedMs', 'layerMs', 'speedup', 'layerSpeedup']) expect(f[key]).toBeGreaterThan(0);
+    expect(f.shape).toMatch(/^256x\d+x\d+->256 k[13]s1$/);
+  }
+}, 60000);
+
+test('bench-bconv rejects an unknown kernel', () => {
+  const { code, stderr } = run('bench-bconv', '--kernel', 'neon');
+  expect(code).toBe(2);
+  expect(stderr).toMatch(/--kernel must be one of .*reference.* got 'neon'/);
+});

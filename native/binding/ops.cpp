@@ -78,6 +78,49 @@ Napi::Value info_nce_op(const Napi::CallbackInfo& info) {
   });
 }
 
+c10::optional<at::Tensor> optional_tensor(Napi::Env env, const Napi::CallbackInfo& info, size_t index,
+                                          const char* name) {
+  if (info.Length() <= index || info[index].IsNull() || info[index].IsUndefined()) return {};
+  return unwrap(env, info[index], name);
+}
+
+Napi::Value pack_signs(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    return wrap(env, ops::pack_signs(unwrap(env, info[0], "x"), optional_tensor(env, info, 1, "bias")));
+  });
+}
+
+// bconv2dPacked(x, w, channels, stride, padding, scale, shift, kernel): a non-null `kernel`
+// names the CPU variant (s2bnn::bconv2d_packed_kernel), null runs the dispatched op.
+Napi::Value bconv2d_packed(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const at::Tensor& x = unwrap(env, info[0], "x");
+    const at::Tensor& w = unwrap(env, info[1], "w");
+    const int64_t channels = integer(env, info[2], "channels");
+    const int64_t stride = integer(env, info[3], "stride");
+    const int64_t padding = integer(env, info[4], "padding");
+    const auto scale = optional_tensor(env, info, 5, "scale");
+    const auto shift = optional_tensor(env, info, 6, "shift");
+    if (info.Length() > 7 && !info[7].IsNull() && !info[7].IsUndefined()) {
+      return wrap(env, ops::bconv2d_packed_kernel(x, w, channels, stride, padding, scale, shift,
+                                                  string(env, info[7], "kernel")));
+    }
+    return wrap(env, ops::bconv2d_packed(x, w, channels, stride, padding, scale, shift));
+  });
+}
+
+Napi::Value bconv2d_packed_kernels(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const std::vector<std::string> names = ops::bconv2d_packed_cpu_kernels();
+    Napi::Array out = Napi::Array::New(env, names.size());
+    for (size_t i = 0; i < names.size(); ++i) out.Set(i, Napi::String::New(env, names[i]));
+    return out;
+  });
+}
+
 }  // namespace
 
 void init_ops(Napi::Env env, Napi::Object exports) {
@@ -89,6 +132,10 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   ops.Set("rprelu", Napi::Function::New(env, rprelu_op<&ops::rprelu>));
   ops.Set("distributionLoss", Napi::Function::New(env, distribution_op<&ops::distribution_loss>));
   ops.Set("infoNce", Napi::Function::New(env, info_nce_op<&ops::info_nce>));
+  ops.Set("packSigns", Napi::Function::New(env, pack_signs));
+  ops.Set("packWeights", Napi::Function::New(env, unary_op<&ops::pack_weights>));
+  ops.Set("bconv2dPacked", Napi::Function::New(env, bconv2d_packed));
+  ops.Set("bconv2dPackedKernels", Napi::Function::New(env, bconv2d_packed_kernels));
 
   Napi::Object reference = Napi::Object::New(env);
   reference.Set("signSte", Napi::Function::New(env, unary_op<&ops::sign_ste_reference>));

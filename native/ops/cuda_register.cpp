@@ -6,7 +6,11 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "checks.h"
+#include "packed.h"
 #include "shared.h"
 #include "cuda/launch.h"
 
@@ -217,6 +221,89 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> info_nce_backward(
   return shared::info_nce_input_grads(grad_logits, q, k, queue, output_mask);
 }
 
+const uint64_t* words_of(const at::Tensor& t) {
+  return reinterpret_cast<const uint64_t*>(t.data_ptr<int64_t>());
+}
+
+at::Tensor pack_signs(const at::Tensor& x, const c10::optional<at::Tensor>& bias) {
+  packed::pack_signs_args(x, bias);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const at::Tensor src = x.to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor b;
+  if (bias && bias->defined()) b = bias->to(at::kFloat).contiguous();
+  const int64_t words = kernels::packed_words(C);
+  at::Tensor out = at::empty({N, H, W, words}, x.options().dtype(at::kLong));
+  launch([&] {
+    cuda::pack_sign_rows(src.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, N * H * W, C,
+                         words, reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>()), stream());
+  });
+  return out;
+}
+
+at::Tensor pack_weights(const at::Tensor& w) {
+  packed::pack_weights_args(w);
+  const c10::cuda::CUDAGuard guard(w.device());
+  const int64_t O = w.size(0), C = w.size(1), kh = w.size(2), kw = w.size(3);
+  const at::Tensor src = w.to(at::kFloat).permute({0, 2, 3, 1}).contiguous();
+  const int64_t words = kernels::packed_words(C);
+  at::Tensor out = at::empty({O, kh, kw, words}, w.options().dtype(at::kLong));
+  launch([&] {
+    cuda::pack_sign_rows(src.data_ptr<float>(), nullptr, O * kh * kw, C, words,
+                         reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>()), stream());
+  });
+  return out;
+}
+
+// "popc" or "mma" (kernels of cuda/packed.cu); S2BNN_BCONV_CUDA_KERNEL picks the default (popc).
+bool use_mma(const std::string& name, const char* where) {
+  TORCH_CHECK(name == "popc" || name == "mma", where, ": unknown CUDA kernel '", name, "' (expected popc or mma)");
+  return name == "mma";
+}
+
+bool default_mma() {
+  static const bool mma = [] {
+    const char* env = std::getenv("S2BNN_BCONV_CUDA_KERNEL");
+    return env && *env ? use_mma(env, "S2BNN_BCONV_CUDA_KERNEL") : false;
+  }();
+  return mma;
+}
+
+at::Tensor bconv2d_packed_with(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
+                               int64_t padding, const c10::optional<at::Tensor>& scale,
+                               const c10::optional<at::Tensor>& shift, bool mma) {
+  const kernels::BconvShape s = packed::bconv_shape(x, w, channels, stride, padding, scale, shift);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const bool affine = scale && scale->defined();
+  const at::Tensor xc = x.contiguous(), wc = w.contiguous();
+  at::Tensor sc, sh;
+  if (affine) sc = scale->contiguous();
+  if (shift && shift->defined()) sh = shift->contiguous();
+  at::Tensor out = at::empty({s.batch, s.out_channels, s.out_height, s.out_width},
+                             x.options().dtype(affine ? at::kFloat : at::kInt), at::MemoryFormat::ChannelsLast);
+  // The popc kernel reads the weights as [K, O] (coalesced over a warp's output channels).
+  const at::Tensor wt = mma ? at::Tensor() : wc.reshape({s.out_channels, -1}).t().contiguous();
+  launch([&] {
+    cuda::bconv2d_packed(words_of(xc), words_of(wc), mma ? nullptr : words_of(wt), s,
+                         affine ? sc.data_ptr<float>() : nullptr,
+                         sh.defined() ? sh.data_ptr<float>() : nullptr, out.data_ptr(), mma, stream());
+  });
+  return out;
+}
+
+at::Tensor bconv2d_packed(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
+                          int64_t padding, const c10::optional<at::Tensor>& scale,
+                          const c10::optional<at::Tensor>& shift) {
+  return bconv2d_packed_with(x, w, channels, stride, padding, scale, shift, default_mma());
+}
+
+at::Tensor bconv2d_packed_kernel(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
+                                 int64_t padding, const c10::optional<at::Tensor>& scale,
+                                 const c10::optional<at::Tensor>& shift, c10::string_view kernel) {
+  return bconv2d_packed_with(x, w, channels, stride, padding, scale, shift,
+                             use_mma(std::string(kernel), "bconv2d_packed_kernel"));
+}
+
 }  // namespace
 }  // namespace s2bnn::cuda_ops
 
@@ -233,4 +320,8 @@ TORCH_LIBRARY_IMPL(s2bnn, CUDA, m) {
   m.impl("distribution_loss_with_grad", &s2bnn::cuda_ops::distribution_loss_with_grad);
   m.impl("info_nce", &s2bnn::cuda_ops::info_nce);
   m.impl("info_nce_backward", &s2bnn::cuda_ops::info_nce_backward);
+  m.impl("pack_signs", &s2bnn::cuda_ops::pack_signs);
+  m.impl("pack_weights", &s2bnn::cuda_ops::pack_weights);
+  m.impl("bconv2d_packed", &s2bnn::cuda_ops::bconv2d_packed);
+  m.impl("bconv2d_packed_kernel", &s2bnn::cuda_ops::bconv2d_packed_kernel);
 }

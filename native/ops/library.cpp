@@ -34,6 +34,14 @@ TORCH_LIBRARY(s2bnn, m) {
   m.def(
       "info_nce_backward(Tensor grad, Tensor logits, Tensor q, Tensor k, Tensor queue, "
       "float temperature, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  m.def("pack_signs(Tensor x, Tensor? bias=None) -> Tensor");
+  m.def("pack_weights(Tensor w) -> Tensor");
+  m.def(
+      "bconv2d_packed(Tensor x, Tensor w, int channels, int stride, int padding, Tensor? scale=None, "
+      "Tensor? shift=None) -> Tensor");
+  m.def(
+      "bconv2d_packed_kernel(Tensor x, Tensor w, int channels, int stride, int padding, Tensor? scale, "
+      "Tensor? shift, str kernel) -> Tensor");
 
   m.def("sign_ste_reference(Tensor x) -> Tensor");
   m.def("sign_ste_biased_reference(Tensor x, Tensor bias) -> Tensor");
@@ -230,6 +238,36 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> info_nce_backward(
   return op.call(grad, logits, q, k, queue, temperature, output_mask);
 }
 
+at::Tensor pack_signs(const at::Tensor& x, const c10::optional<at::Tensor>& bias) {
+  static auto op = find("s2bnn::pack_signs")
+                       .typed<at::Tensor(const at::Tensor&, const c10::optional<at::Tensor>&)>();
+  return op.call(x, bias);
+}
+
+at::Tensor pack_weights(const at::Tensor& w) {
+  static auto op = find("s2bnn::pack_weights").typed<at::Tensor(const at::Tensor&)>();
+  return op.call(w);
+}
+
+at::Tensor bconv2d_packed(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
+                          int64_t padding, const c10::optional<at::Tensor>& scale,
+                          const c10::optional<at::Tensor>& shift) {
+  static auto op = find("s2bnn::bconv2d_packed")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t,
+                                         const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&)>();
+  return op.call(x, w, channels, stride, padding, scale, shift);
+}
+
+at::Tensor bconv2d_packed_kernel(const at::Tensor& x, const at::Tensor& w, int64_t channels,
+                                 int64_t stride, int64_t padding, const c10::optional<at::Tensor>& scale,
+                                 const c10::optional<at::Tensor>& shift, const std::string& kernel) {
+  static auto op = find("s2bnn::bconv2d_packed_kernel")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t,
+                                         const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&,
+                                         c10::string_view)>();
+  return op.call(x, w, channels, stride, padding, scale, shift, kernel);
+}
+
 }  // namespace s2bnn::ops
 
 TORCH_LIBRARY_IMPL(s2bnn, CompositeExplicitAutograd, m) {
@@ -244,5 +282,11 @@ TORCH_LIBRARY_IMPL(s2bnn, Autograd, m) {
                            "binary_conv2d_backward", "rprelu_backward",
                            "distribution_loss_with_grad", "info_nce_backward"}) {
     m.impl(name, torch::autograd::autogradNotImplementedFallback());
+  }
+  // The packed ops are inference only: autograd passes straight through to the backend kernel, so
+  // inputs that require grad are accepted and the outputs (packed words, integer accumulators, or
+  // the float epilogue) never carry a gradient.
+  for (const char* name : {"pack_signs", "pack_weights", "bconv2d_packed", "bconv2d_packed_kernel"}) {
+    m.impl(name, torch::CppFunction::makeFallthrough());
   }
 }

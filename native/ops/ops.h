@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <array>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -62,6 +63,26 @@ std::vector<at::Tensor> info_nce(const at::Tensor& q, const at::Tensor& k,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> info_nce_backward(
     const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& q, const at::Tensor& k,
     const at::Tensor& queue, double temperature, std::array<bool, 3> output_mask);
+
+// Packed (1-bit) inference ops (packed.cpp, cuda/packed.cu; format in docs/bconv.md). No autograd:
+// outputs never require grad.
+// x float [N, C, H, W] (any memory format), bias optional with C values -> int64 [N, H, W,
+// ceil(C/64)]: bit c%64 of word c/64 is 1 iff x + bias < 0 (0 and NaN pack as +1), bits >= C are 0.
+at::Tensor pack_signs(const at::Tensor& x, const c10::optional<at::Tensor>& bias = {});
+// w float [O, C, kh, kw] -> int64 [O, kh, kw, ceil(C/64)], bit set iff w < 0, padding bits 0.
+at::Tensor pack_weights(const at::Tensor& w);
+// The zero-padded convolution of the +-1 tensors: int32 [N, O, Ho, Wo] (channels_last strides),
+// or with scale (and shift), float32 acc * scale[o] + shift[o].
+at::Tensor bconv2d_packed(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
+                          int64_t padding, const c10::optional<at::Tensor>& scale = {},
+                          const c10::optional<at::Tensor>& shift = {});
+// bconv2d_packed with a named kernel, for tests and benchmarks: on CPU "avx512", "avx2", "scalar",
+// "reference" or "mma-emulation" (the CUDA tensor-core kernel's arithmetic); on CUDA "popc" or "mma".
+at::Tensor bconv2d_packed_kernel(const at::Tensor& x, const at::Tensor& w, int64_t channels,
+                                 int64_t stride, int64_t padding, const c10::optional<at::Tensor>& scale,
+                                 const c10::optional<at::Tensor>& shift, const std::string& kernel);
+// The CPU kernels this machine supports, the default (what bconv2d_packed runs) first.
+std::vector<std::string> bconv2d_packed_cpu_kernels();
 
 // The s2bnn CPU allocator (cpu_allocator.cpp): counts tensor bytes and caches freed blocks of
 // 256 KiB and more, up to `cache_limit_bytes` (0: count only, cache nothing). Idempotent; a later

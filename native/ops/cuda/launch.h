@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "../kernels/popcount.h"
+
 namespace s2bnn::cuda {
 
 enum class DType { Float32, Float64, Float16, BFloat16 };
@@ -56,5 +58,16 @@ void info_nce_rows(DType dtype, void* logits, float* losses, int64_t rows, int64
 // grad = upstream[0] * scale * (softmax(row) - onehot(0)).
 void info_nce_rows_grad(DType dtype, const void* logits, void* grad, int64_t rows, int64_t width,
                         const float* upstream, float scale, cudaStream_t stream);
+
+// Packed binary convolution (packed.cu). Rows of `channels` floats (+ bias[c], bias may be null)
+// -> rows x words sign words (kernels/popcount.h: bit set iff negative).
+void pack_sign_rows(const float* src, const float* bias, int64_t rows, int64_t channels, int64_t words,
+                    uint64_t* out, cudaStream_t stream);
+// x [N, H, W, words], w [O, k, k, words] -> NHWC output: int32 accumulators when scale is null,
+// else float32 acc * scale[o] + shift[o] (shift may be null). `mma`: the b1 tensor-core kernel
+// (sm_80+, reads w), else the popc kernel (reads w_t, the weights as [kernel * kernel * words, O];
+// may be null when mma).
+void bconv2d_packed(const uint64_t* x, const uint64_t* w, const uint64_t* w_t, const kernels::BconvShape& shape,
+                    const float* scale, const float* shift, void* out, bool mma, cudaStream_t stream);
 
 }  // namespace s2bnn::cuda

@@ -1,0 +1,87 @@
+// `s2bnn bench-bconv`: the packed binary convolution against libtorch's float32 convolution on
+// every ReActNet-A binary conv shape (224 px, batch 1), at 1 thread and at all threads.
+//
+// Each thread count runs in its own child process started with OMP_NUM_THREADS (and the BLAS
+// thread variables) set to it: in one process, at::set_num_threads(1) does not hold libtorch's
+// 1x1 float convolution to one thread (it ran on two), which would flatter the baseline.
+import { spawnSync } from 'child_process';
+
+import { BconvFigure, benchBconv, formatBconvTable, reactnetBconvShapes } from '../bench/bconv';
+import { ops } from '../ops';
+import { getNumThreads } from '../tensor';
+import { UsageError, optionalString, parseFlags, positiveInteger } from './flags';
+
+export const BENCH_BCONV_USAGE = `  bench-bconv [options]         packed (xnor-popcount) binary conv vs float32 conv (oneDNN) on
+                                every ReActNet-A binary conv shape at 224 px, batch 1
+      --threads N               the multi-threaded figure's threads (default: all); 1 is always run
+      --repeats N               timed runs per figure (default 20): tables of medians and minimums
+      --quick                   two shapes only (one 3x3, one 1x1): a smoke run
+      --kernel NAME             a CPU kernel (avx512, avx2, scalar, reference; default: the fastest)
+      --in-process              measure only at --threads, in this process (no child per count)
+      --json                    one JSON line per figure instead of the table`;
+
+function childFigures(threads: number, args: string[]): BconvFigure[] {
+  const env = {
+    ...process.env,
+    OMP_NUM_THREADS: String(threads),
+    S2BNN_NUM_THREADS: String(threads),
+    OPENBLAS_NUM_THREADS: String(threads),
+    MKL_NUM_THREADS: String(threads),
+  };
+  const res = spawnSync(process.execPath, [process.argv[1], 'bench-bconv', ...args, '--in-process', '--json', '--threads', String(threads)], {
+    env,
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (res.status !== 0) throw new Error(`bench-bconv (${threads} thread(s)) failed: ${(res.stderr || '').trim()}`);
+  return res.stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as BconvFigure);
+}
+
+export function benchBconvCommand(args: string[]): void {
+  const flags = parseFlags(args, {
+    threads: 'number', repeats: 'number', quick: 'boolean', kernel: 'string', json: 'boolean', 'in-process': 'boolean',
+  });
+  const threads = positiveInteger(flags, 'threads') ?? getNumThreads();
+  const repeats = positiveInteger(flags, 'repeats');
+  const kernel = optionalString(flags, 'kernel');
+  const available = ops.bconv2dPackedKernels();
+  if (kernel !== undefined && !available.includes(kernel)) {
+    throw new UsageError(`--kernel must be one of ${available.join(', ')} on this CPU; got '${kernel}'`);
+  }
+  const json = flags.json === true;
+  const print = (f: BconvFigure) => {
+    if (json) process.stdout.write(`${JSON.stringify(f)}\n`);
+    else process.stderr.write(`  ${f.shape} x${f.threads}: float ${f.floatMs.toFixed(3)} ms, packed ${f.packedMs.toFixed(3)} ms\n`);
+  };
+  let figures: BconvFigure[];
+  if (flags['in-process']) {
+    const all = reactnetBconvShapes();
+    const shapes = flags.quick
+      ? [all.find((s) => s.kernel === 3 && s.channels === 256)!, all.find((s) => s.kernel === 1 && s.channels === 256)!]
+      : all;
+    figures = benchBconv({ threads: [threads], repeats, shapes, kernel, onFigure: print });
+  } else {
+    if (!json) {
+      process.stderr.write(
+        `bench-bconv: kernel ${kernel ?? available[0]}, threads 1${threads > 1 ? ` and ${threads}` : ''} (one process each); ` +
+          'baseline: libtorch float32 conv2d of the same +-1 data (faster of NCHW / channels_last)\n',
+      );
+    }
+    const passOn = [
+      ...(flags.quick ? ['--quick'] : []),
+      ...(repeats !== undefined ? ['--repeats', String(repeats)] : []),
+      ...(kernel !== undefined ? ['--kernel', kernel] : []),
+    ];
+    figures = [];
+    for (const t of [...new Set([1, threads])]) {
+      for (const f of childFigures(t, passOn)) {
+        print(f);
+        figures.push(f);
+      }
+    }
+  }
+  if (!json) {
+    process.stdout.write(`Medians of ${repeats ?? 20} runs:\n\n${formatBconvTable(figures)}\n\n`);
+    process.stdout.write(`Fastest runs (what a quiet machine gives; stalls filtered):\n\n${formatBconvTable(figures, true)}\n`);
+  }
+}
