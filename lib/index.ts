@@ -15,6 +15,7 @@ export {
   noGrad,
   manualSeed,
   setNumThreads,
+  setPackedTrainingForward,
   getNumThreads,
   cudaDeviceCount,
 } from './tensor';

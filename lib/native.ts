@@ -93,6 +93,7 @@ export interface NativeAddon {
   build: { libtorchVersion: string; cuda: boolean };
   setNumThreads(threads: number): void;
   getNumThreads(): number;
+  setPackedTrainingForward(on: boolean): boolean;
   manualSeed(seed: number): void;
   setGradEnabled(enabled: boolean): boolean;
   isGradEnabled(): boolean;

@@ -495,6 +495,17 @@ export function setNumThreads(threads: number): void {
   native().setNumThreads(threads);
 }
 
+/**
+ * Whether step-2 binary convolutions (binarized input and weights, float32, CPU) run their
+ * training forward on bits (xnor-popcount, exact integer accumulators times alpha) instead of a
+ * float convolution of the +-1 operands: the same values up to float rounding, faster. Inputs or
+ * weights with an exact zero (binarized to 0 in training) always take the float path. On by
+ * default; S2BNN_PACKED_FORWARD=0 turns it off at start-up. Returns the previous setting.
+ */
+export function setPackedTrainingForward(on: boolean): boolean {
+  return native().setPackedTrainingForward(on);
+}
+
 export function getNumThreads(): number {
   return native().getNumThreads();
 }

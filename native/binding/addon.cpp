@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "../ops/ops.h"
+#include "../ops/packed_forward.h"
 #include "common.h"
 
 #if defined(S2BNN_WITH_CUDA)
@@ -205,6 +206,16 @@ Napi::Value set_num_threads(const Napi::CallbackInfo& info) {
   });
 }
 
+// setPackedTrainingForward(on) -> the previous setting
+Napi::Value set_packed_training_forward(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const bool previous = ops::packed_training_forward();
+    ops::set_packed_training_forward(boolean(env, info[0], "on"));
+    return Napi::Boolean::New(env, previous);
+  });
+}
+
 Napi::Value get_num_threads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), at::get_num_threads());
 }
@@ -277,6 +288,7 @@ Napi::Value parallel_info(const Napi::CallbackInfo& info) {
 void init_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads));
   exports.Set("getNumThreads", Napi::Function::New(env, get_num_threads));
+  exports.Set("setPackedTrainingForward", Napi::Function::New(env, set_packed_training_forward));
   exports.Set("manualSeed", Napi::Function::New(env, manual_seed));
   exports.Set("setGradEnabled", Napi::Function::New(env, set_grad_enabled));
   exports.Set("isGradEnabled", Napi::Function::New(env, is_grad_enabled));
