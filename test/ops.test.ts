@@ -1,6 +1,6 @@
 // The fused operators: exact gradient tables at the STE boundaries, finite-difference checks of
 // the losses, fused vs reference formulation, and argument errors.
-import { Tensor, noGrad, ops, randn, reference, tensor, tidy, zeros, manualSeed, rand } from '../lib';
+import { Tensor, noGrad, ops, randn, reference, setPackedTrainingForward, tensor, tidy, zeros, manualSeed, rand } from '../lib';
 import { relativeError, values } from './helpers';
 
 function gradOf(x: Tensor, f: (x: Tensor) => Tensor): number[] {
@@ -180,6 +180,51 @@ describe('binary_conv2d', () => {
     const ref = run(reference);
     fused.forEach((v, i) => expect(relativeError(v, ref[i])).toBeLessThan(1e-5));
     expect(() => ops.binaryConv2d(x, w, { inputBias: b, binarizeInput: false })).toThrow(/input_bias is added before binarizing the input, so it needs binarize_input/);
+  });
+
+  describe('packed training forward (3x3, from 128 channels, float32 CPU)', () => {
+    afterEach(() => setPackedTrainingForward(true));
+    const run = (packed: boolean, x: Tensor, w: Tensor, b: Tensor, stride: number) => {
+      setPackedTrainingForward(packed);
+      const [xl, wl, bl] = [x, w, b].map((t) => t.detach().requiresGrad_());
+      const y = ops.binaryConv2d(xl, wl, { stride, padding: 1, inputBias: bl });
+      y.square().sum().backward();
+      return [values(y), values(xl.grad!), values(wl.grad!), values(bl.grad!)];
+    };
+
+    test.each([[1, 7], [2, 9], [1, 1]])('stride %p, %p px: values and gradients equal the float convolution up to rounding', (stride, size) => {
+      manualSeed(21);
+      const x = randn([2, 130, size, size]);
+      const w = rand([130, 130, 3, 3]).sub(0.5);
+      const b = randn([1, 130, 1, 1]).mul(0.3);
+      const packed = run(true, x, w, b, stride);
+      const float = run(false, x, w, b, stride);
+      packed.forEach((v, i) => expect(relativeError(v, float[i])).toBeLessThan(1e-5));
+      // On bits the sum is exact: every output is float32(alpha_o * integer), which the float
+      // convolution's rounded sums are not (so this also shows which path ran).
+      const alpha = values(w.abs().mean([1, 2, 3]));
+      const plane = size === 1 || stride === 1 ? size * size : Math.ceil(size / 2) ** 2;
+      const exact = (out: number[]) => out.filter((v, i) => {
+        const a = alpha[Math.floor(i / plane) % 130];
+        return v === Math.fround(Math.round(v / a) * a);
+      }).length;
+      expect(exact(packed[0])).toBe(packed[0].length);
+      if (size > 1) expect(exact(float[0])).toBeLessThan(float[0].length);
+    });
+
+    test('an exact zero of x + b or of w takes the float path: training binarizes it to 0', () => {
+      manualSeed(22);
+      const x = randn([1, 128, 5, 5]);
+      const b = zeros([1, 128, 1, 1]);
+      const w = rand([128, 128, 3, 3]).sub(0.5);
+      const xz = tidy(() => x.mul(tensor(new Float32Array(128 * 25).map((_, i) => (i === 60 ? 0 : 1)), { shape: [1, 128, 5, 5] })));
+      const wz = tidy(() => w.mul(tensor(new Float32Array(128 * 128 * 9).map((_, i) => (i === 5 ? 0 : 1)), { shape: [128, 128, 3, 3] })));
+      for (const [xi, wi] of [[xz, w], [x, wz]]) {
+        const packed = run(true, xi, wi, b, 1)[0];
+        const float = run(false, xi, wi, b, 1)[0];
+        expect(packed).toEqual(float);
+      }
+    });
   });
 
   test('only binarize_input=false & weight=false is a plain convolution', () => {

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { Checkpoint, Model, Tensor, manualSeed, moco, randn, reactnetA, resnet, saveCheckpoint, tensor, tidy } from '../lib';
+import { Checkpoint, Model, Tensor, manualSeed, moco, randn, reactnetA, resnet, saveCheckpoint, setPackedTrainingForward, tensor, tidy } from '../lib';
 import { BatchLike, BatchSource, fit } from '../lib/train/loop';
 import { NonFiniteLossError, OptimizerOptions, Recipe, Trainer } from '../lib/train/trainer';
 import { defaultConfig, pretrain } from '../lib/train/pretrain';
@@ -169,6 +169,10 @@ const parityCases: [string, ParityCase][] = [
 ];
 
 (python ? describe : describe.skip)(`step parity with PyTorch${python ? '' : ` (skipped: ${reason})`}`, () => {
+  // Same arithmetic as the reference step: float convolutions (see test/models.test.ts).
+  let packed = true;
+  beforeAll(() => { packed = setPackedTrainingForward(false); });
+  afterAll(() => { setPackedTrainingForward(packed); });
   test.each(parityCases)('%s', async (label, c) => {
     manualSeed(11);
     // Adam's first update is lr * g / (|g| + eps): entries whose gradient is float noise get

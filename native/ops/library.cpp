@@ -7,6 +7,7 @@
 
 #include "checks.h"
 #include "ops.h"
+#include "packed_forward.h"
 
 TORCH_LIBRARY(s2bnn, m) {
   m.def("sign_ste(Tensor x) -> Tensor");
@@ -94,6 +95,9 @@ at::Tensor binary_conv2d_forward(const at::Tensor& x, const at::Tensor& w,
                                  at::IntArrayRef stride, at::IntArrayRef padding,
                                  bool binarize_input, bool binarize_w, const c10::optional<at::Tensor>& input_bias) {
   check_conv_args(x, w, stride, padding, binarize_input, input_bias);
+  if (binarize_input && binarize_w) {
+    if (auto packed = packed_binary_conv_forward(x, w, stride, padding, input_bias)) return *packed;
+  }
   const at::Tensor input = conv_input(x, binarize_input, input_bias);
   const at::Tensor weight = binarize_w ? binarize_weight(w) : w;
   return at::conv2d(input, weight, {}, stride, padding);
