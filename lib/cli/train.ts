@@ -310,7 +310,7 @@ export async function finetuneCommand(args: string[]): Promise<void> {
     test.close();
   }
   const file = path.join(out, 'finetune.pth');
-  await saveCheckpoint(file, { epoch: epochs, arch: spec.arch, state_dict: model.stateDict(), best_acc1: result.top1 });
+  await saveCheckpoint(file, { epoch: epochs, arch: spec.arch, state_dict: model.stateDict(), best_acc1: result.top1, s2bnn: JSON.stringify({ encoder: spec, top5: result.top5 }) });
   const summary = { top1: result.top1, top5: result.top5, count: result.count, labelled: labelled.length, checkpoint: file };
   if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else process.stdout.write(`top-1 ${result.top1.toFixed(2)}  top-5 ${result.top5.toFixed(2)}  (${labelled.length} labelled images; ${file})\n`);

@@ -14,11 +14,16 @@ export interface EncoderSpec {
   step: 1 | 2;
 }
 
-/** The run configuration an s2bnn pre-training checkpoint carries, if any. */
-export function runConfig(checkpoint: Checkpoint): PretrainConfig | null {
+/** What s2bnn records in its checkpoints (the `s2bnn` JSON string), if anything. */
+function s2bnnRecord(checkpoint: Checkpoint): { config?: PretrainConfig; encoder?: EncoderSpec } | null {
   const root = checkpoint.toObject();
   if (!(root instanceof Map) || typeof root.get('s2bnn') !== 'string') return null;
-  return (JSON.parse(root.get('s2bnn') as string) as { config?: PretrainConfig }).config ?? null;
+  return JSON.parse(root.get('s2bnn') as string) as { config?: PretrainConfig; encoder?: EncoderSpec };
+}
+
+/** The run configuration an s2bnn pre-training checkpoint carries, if any. */
+export function runConfig(checkpoint: Checkpoint): PretrainConfig | null {
+  return s2bnnRecord(checkpoint)?.config ?? null;
 }
 
 /**
@@ -43,6 +48,9 @@ export function encoderSpec(checkpoint: Checkpoint, fallback: Partial<EncoderSpe
   if (config) {
     return { arch: config.arch, width: config.width, inChannels: config.inChannels, stem: config.stem, step: config.step };
   }
+  // lincls and finetune checkpoints carry the encoder they were trained on.
+  const recorded = s2bnnRecord(checkpoint)?.encoder;
+  if (recorded) return recorded;
   const state = encoderState(checkpoint);
   const stemConv = state.get('feature.0.conv1.weight');
   if (stemConv) {
