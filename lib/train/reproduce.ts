@@ -6,6 +6,7 @@ import * as path from 'path';
 
 import { DataLoader, Dataset, Transform, transforms } from '../data';
 import { loadCheckpoint } from '../checkpoint';
+import { manualSeed } from '../tensor';
 import { Callback, EpochInfo, StepInfo } from './loop';
 import { labelFraction, linearEvaluation, loadBackbone } from './evaluate';
 import { PretrainConfig, PretrainRecipe, defaultConfig, pretrain, usesMoco } from './pretrain';
@@ -176,6 +177,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
 
   const runLinear = async (phase: string, checkpointFile: string): Promise<{ top1: number; top5: number }> => {
     const checkpoint = await loadCheckpoint(checkpointFile);
+    manualSeed(seed); // the new Linear's initial weights
     const model = classifierFor(encoderSpec(checkpoint), data.numClasses);
     loadBackbone(model, checkpoint);
     if (options.device === 'cuda') model.to('cuda');
