@@ -78,8 +78,16 @@ test('--help lists the commands', () => {
 test('bench-bconv --quick --json times packed vs float conv at 1 and 2 threads (a process each)', () => {
   const { code, stdout, stderr } = run('bench-bconv', '--quick', '--json', '--repeats', '1', '--threads', '2');
   expect([code, stderr]).toEqual([0, '']);
-  const figures = stdout.trim().split('\n').map((line) => JSON.parse(line));
+  const lines = stdout.trim().split('\n').map((line) => JSON.parse(line));
+  const figures = lines.filter((f) => f.kind === undefined);
   expect(figures.map((f) => [f.kernel, f.threads])).toEqual([[3, 1], [1, 1], [3, 2], [1, 2]]);
+  // Then the whole network, packed vs float32 at each thread count, and the file sizes.
+  const network = lines.filter((f) => f.kind === 'network');
+  expect(network.map((f) => [f.impl, f.threads])).toEqual([['float32', 1], ['packed', 1], ['float32', 2], ['packed', 2]]);
+  for (const f of network) expect(f.ms).toBeGreaterThan(0);
+  const size = lines.find((f) => f.kind === 'size');
+  expect(size.floatBytes / size.packedBytes).toBeGreaterThan(10);
+  expect(size.packedHalfHeadBytes).toBeLessThan(size.packedBytes);
   for (const f of figures) {
     for (const key of ['floatMs', 'packedMs', 'layerMs', 'speedup', 'layerSpeedup']) expect(f[key]).toBeGreaterThan(0);
     expect(f.shape).toMatch(/^256x\d+x\d+->256 k[13]s1$/);

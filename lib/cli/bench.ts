@@ -7,6 +7,7 @@
 import { spawnSync } from 'child_process';
 
 import { BconvFigure, benchBconv, formatBconvTable, reactnetBconvShapes } from '../bench/bconv';
+import { benchPackedModel, formatPackedModelTable } from '../bench/deploy';
 import { ops } from '../ops';
 import { getNumThreads } from '../tensor';
 import { UsageError, optionalString, parseFlags, positiveInteger } from './flags';
@@ -18,6 +19,7 @@ export const BENCH_BCONV_USAGE = `  bench-bconv [options]         packed (xnor-p
       --quick                   two shapes only (one 3x3, one 1x1): a smoke run
       --kernel NAME             a CPU kernel (avx512, avx2, scalar, reference; default: the fastest)
       --in-process              measure only at --threads, in this process (no child per count)
+      --no-model                skip the whole-network figure (packed ReActNet-A vs float32, file sizes)
       --json                    one JSON line per figure instead of the table`;
 
 function childFigures(threads: number, args: string[]): BconvFigure[] {
@@ -37,9 +39,10 @@ function childFigures(threads: number, args: string[]): BconvFigure[] {
   return res.stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as BconvFigure);
 }
 
-export function benchBconvCommand(args: string[]): void {
+export async function benchBconvCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     threads: 'number', repeats: 'number', quick: 'boolean', kernel: 'string', json: 'boolean', 'in-process': 'boolean',
+    'no-model': 'boolean',
   });
   const threads = positiveInteger(flags, 'threads') ?? getNumThreads();
   const repeats = positiveInteger(flags, 'repeats');
@@ -83,5 +86,14 @@ export function benchBconvCommand(args: string[]): void {
   if (!json) {
     process.stdout.write(`Medians of ${repeats ?? 20} runs:\n\n${formatBconvTable(figures)}\n\n`);
     process.stdout.write(`Fastest runs (what a quiet machine gives; stalls filtered):\n\n${formatBconvTable(figures, true)}\n`);
+  }
+  if (flags['no-model'] || flags['in-process']) return;
+  // The whole network: what the per-layer speedups come to end to end, and the file sizes.
+  const model = await benchPackedModel({ threads: [...new Set([1, threads])], samples: flags.quick ? 3 : 10 });
+  if (json) {
+    for (const f of model.figures) process.stdout.write(`${JSON.stringify({ kind: 'network', ...f })}\n`);
+    process.stdout.write(`${JSON.stringify({ kind: 'size', floatBytes: model.floatBytes, packedBytes: model.packedBytes, packedHalfHeadBytes: model.packedHalfHeadBytes })}\n`);
+  } else {
+    process.stdout.write(`\nWhole ReActNet-A, 224 px, batch 1 (median of ${flags.quick ? 3 : 10}):\n\n${formatPackedModelTable(model)}\n`);
   }
 }
