@@ -576,19 +576,22 @@ void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const 
   std::vector<uint64_t> wb(half ? 0 : static_cast<size_t>(blocks * K * nr), 0);
   std::vector<uint32_t> wb32(half ? static_cast<size_t>(blocks * K * nr) : 0, 0);
   std::vector<int32_t> plus_one(static_cast<size_t>(taps * O));
-  for (int64_t o = 0; o < O; ++o) {
-    const int64_t blk = o / nr, lane = o % nr;
-    for (int64_t kk = 0; kk < K; ++kk) {
-      if (half) {
-        wb32[(blk * K + kk) * nr + lane] = static_cast<uint32_t>(w[o * K + kk]);
-      } else {
-        wb[(blk * K + kk) * nr + lane] = w[o * K + kk];
+  // In parallel too: serial, it was a quarter of the 1024-channel 7x7 layer's time at 2 threads.
+  at::parallel_for(0, blocks, 1, [&](int64_t blk_begin, int64_t blk_end) {
+    for (int64_t o = blk_begin * nr; o < std::min(O, blk_end * nr); ++o) {
+      const int64_t blk = o / nr, lane = o % nr;
+      for (int64_t kk = 0; kk < K; ++kk) {
+        if (half) {
+          wb32[(blk * K + kk) * nr + lane] = static_cast<uint32_t>(w[o * K + kk]);
+        } else {
+          wb[(blk * K + kk) * nr + lane] = w[o * K + kk];
+        }
+      }
+      for (int64_t t = 0; t < taps; ++t) {
+        plus_one[t * O + o] = static_cast<int32_t>(kernels::plus_one_tap_value(w + (o * taps + t) * Cw, Cw, s.channels));
       }
     }
-    for (int64_t t = 0; t < taps; ++t) {
-      plus_one[t * O + o] = static_cast<int32_t>(kernels::plus_one_tap_value(w + (o * taps + t) * Cw, Cw, s.channels));
-    }
-  }
+  });
   // The input with `padding` rows and columns of 0 words (+1) around each image: every tap reads
   // memory, and the epilogue subtracts what the +1 taps added.
   const int64_t Hp = s.height + 2 * p, Wp = s.width + 2 * p;
