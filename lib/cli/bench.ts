@@ -7,7 +7,7 @@
 import { spawnSync } from 'child_process';
 
 import { BconvFigure, benchBconv, formatBconvTable, reactnetBconvShapes } from '../bench/bconv';
-import { benchPackedModel, formatPackedModelTable } from '../bench/deploy';
+import { PackedModelBench, PackedModelFigure, benchPackedModel, formatPackedModelTable } from '../bench/deploy';
 import { ops } from '../ops';
 import { getNumThreads } from '../tensor';
 import { UsageError, optionalString, parseFlags, positiveInteger } from './flags';
@@ -20,9 +20,10 @@ export const BENCH_BCONV_USAGE = `  bench-bconv [options]         packed (xnor-p
       --kernel NAME             a CPU kernel (avx512, avx2, scalar, reference; default: the fastest)
       --in-process              measure only at --threads, in this process (no child per count)
       --no-model                skip the whole-network figure (packed ReActNet-A vs float32, file sizes)
+      --model-only              only the whole-network figure
       --json                    one JSON line per figure instead of the table`;
 
-function childFigures(threads: number, args: string[]): BconvFigure[] {
+function childLines<T>(threads: number, args: string[]): T[] {
   const env = {
     ...process.env,
     OMP_NUM_THREADS: String(threads),
@@ -36,13 +37,13 @@ function childFigures(threads: number, args: string[]): BconvFigure[] {
     maxBuffer: 64 * 1024 * 1024,
   });
   if (res.status !== 0) throw new Error(`bench-bconv (${threads} thread(s)) failed: ${(res.stderr || '').trim()}`);
-  return res.stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as BconvFigure);
+  return res.stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as T);
 }
 
 export async function benchBconvCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     threads: 'number', repeats: 'number', quick: 'boolean', kernel: 'string', json: 'boolean', 'in-process': 'boolean',
-    'no-model': 'boolean',
+    'no-model': 'boolean', 'model-only': 'boolean',
   });
   const threads = positiveInteger(flags, 'threads') ?? getNumThreads();
   const repeats = positiveInteger(flags, 'repeats');
@@ -52,12 +53,20 @@ export async function benchBconvCommand(args: string[]): Promise<void> {
     throw new UsageError(`--kernel must be one of ${available.join(', ')} on this CPU; got '${kernel}'`);
   }
   const json = flags.json === true;
+  if (flags['model-only'] && flags['in-process']) {
+    const model = await benchPackedModel({ threads: [threads], samples: flags.quick ? 3 : 10 });
+    for (const f of model.figures) process.stdout.write(`${JSON.stringify(f)}\n`);
+    process.stdout.write(`${JSON.stringify({ floatBytes: model.floatBytes, packedBytes: model.packedBytes, packedHalfHeadBytes: model.packedHalfHeadBytes })}\n`);
+    return;
+  }
   const print = (f: BconvFigure) => {
     if (json) process.stdout.write(`${JSON.stringify(f)}\n`);
     else process.stderr.write(`  ${f.shape} x${f.threads}: float ${f.floatMs.toFixed(3)} ms, packed ${f.packedMs.toFixed(3)} ms\n`);
   };
-  let figures: BconvFigure[];
-  if (flags['in-process']) {
+  let figures: BconvFigure[] = [];
+  if (flags['model-only']) {
+    // the whole-network figure only (below)
+  } else if (flags['in-process']) {
     const all = reactnetBconvShapes();
     const shapes = flags.quick
       ? [all.find((s) => s.kernel === 3 && s.channels === 256)!, all.find((s) => s.kernel === 1 && s.channels === 256)!]
@@ -77,19 +86,26 @@ export async function benchBconvCommand(args: string[]): Promise<void> {
     ];
     figures = [];
     for (const t of [...new Set([1, threads])]) {
-      for (const f of childFigures(t, passOn)) {
+      for (const f of childLines<BconvFigure>(t, passOn)) {
         print(f);
         figures.push(f);
       }
     }
   }
-  if (!json) {
+  if (!json && figures.length > 0) {
     process.stdout.write(`Medians of ${repeats ?? 20} runs:\n\n${formatBconvTable(figures)}\n\n`);
     process.stdout.write(`Fastest runs (what a quiet machine gives; stalls filtered):\n\n${formatBconvTable(figures, true)}\n`);
   }
   if (flags['no-model'] || flags['in-process']) return;
-  // The whole network: what the per-layer speedups come to end to end, and the file sizes.
-  const model = await benchPackedModel({ threads: [...new Set([1, threads])], samples: flags.quick ? 3 : 10 });
+  // The whole network: what the per-layer speedups come to end to end, and the file sizes; a
+  // process per thread count, like the layers.
+  const model: PackedModelBench = { figures: [], floatBytes: 0, packedBytes: 0, packedHalfHeadBytes: 0 };
+  for (const t of [...new Set([1, threads])]) {
+    for (const line of childLines<PackedModelFigure & PackedModelBench>(t, ['--model-only', ...(flags.quick ? ['--quick'] : [])])) {
+      if (line.impl) model.figures.push(line);
+      else Object.assign(model, { floatBytes: line.floatBytes, packedBytes: line.packedBytes, packedHalfHeadBytes: line.packedHalfHeadBytes });
+    }
+  }
   if (json) {
     for (const f of model.figures) process.stdout.write(`${JSON.stringify({ kind: 'network', ...f })}\n`);
     process.stdout.write(`${JSON.stringify({ kind: 'size', floatBytes: model.floatBytes, packedBytes: model.packedBytes, packedHalfHeadBytes: model.packedHalfHeadBytes })}\n`);
