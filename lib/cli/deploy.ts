@@ -2,12 +2,10 @@
 // (accuracy and speed of a packed model on a dataset).
 import * as fs from 'fs';
 
-import { saveCheckpoint } from '../checkpoint';
 import { PackedModel, exportPacked, inferPacked } from '../deploy';
 import { Stem } from '../models';
-import { COMMON, data, device, testTransform } from './train';
-import { UsageError, choice, optionalString, parseFlags, positiveInteger } from './flags';
-import { loader } from './data';
+import { SCORING_FLAGS, data, device, saveLogitsFlag, scoreTestSplit } from './train';
+import { UsageError, choice, optionalString, parseFlags } from './flags';
 
 export const DEPLOY_USAGE = `  export CKPT --out MODEL [options]   pack a trained step-2 ReActNet-A into a 1-bit model: sign
                                 bits of the binary convolutions, BatchNorm folded (docs/deployment.md)
@@ -53,10 +51,9 @@ function existingPath(file: string): string {
 }
 
 export async function inferCommand(args: string[]): Promise<void> {
-  const flags = parseFlags(args, { ...COMMON, resize: 'number', crop: 'number', 'save-logits': 'string', 'batch-size': 'number' }, ['model']);
+  const flags = parseFlags(args, SCORING_FLAGS, ['model']);
   const file = existingPath(flags._[0]);
-  const saveLogits = optionalString(flags, 'save-logits');
-  if (saveLogits !== undefined && !saveLogits.endsWith('.safetensors')) throw new UsageError('--save-logits writes a .safetensors file');
+  saveLogitsFlag(flags);
   const target = device(flags);
   const dataset = await data(flags);
   const model = await PackedModel.load(file);
@@ -65,19 +62,7 @@ export async function inferCommand(args: string[]): Promise<void> {
   if (config.outputs !== dataset.numClasses) throw new UsageError(`${file} classifies ${config.outputs} classes, ${dataset.name} has ${dataset.numClasses}`);
   if (config.inChannels !== dataset.channels) throw new UsageError(`${file} takes ${config.inChannels}-channel images, ${dataset.name} has ${dataset.channels}`);
   if (target === 'cuda') model.to('cuda');
-  const test = loader(dataset.test, {
-    batchSize: positiveInteger(flags, 'batch-size') ?? 256,
-    transform: testTransform(dataset, positiveInteger(flags, 'resize'), positiveInteger(flags, 'crop')),
-    train: false,
-    workers: positiveInteger(flags, 'workers'),
-  });
-  let result;
-  try {
-    result = await inferPacked(model, test, { keepLogits: saveLogits !== undefined });
-  } finally {
-    test.close();
-  }
-  if (saveLogits !== undefined) await saveCheckpoint(saveLogits, { logits: result.logits!, labels: result.labels! });
+  const result = await scoreTestSplit(flags, dataset, (test, keepLogits) => inferPacked(model, test, { keepLogits }));
   const summary = { top1: result.top1, top5: result.top5, count: result.count, imagesPerSecond: result.imagesPerSecond };
   if (flags.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else {

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { Checkpoint, loadCheckpoint, saveCheckpoint } from '../checkpoint';
-import { transforms } from '../data';
+import { DataLoader, transforms } from '../data';
 import { ResNetArch } from '../models';
 import { writeCalibrationPlots } from '../train/calibration';
 import { evaluate, extractFeatures, fineTune, knnAccuracy, labelFraction, linearEvaluation, loadBackbone } from '../train/evaluate';
@@ -15,7 +15,7 @@ import { PRESETS, formatReproduceTable, reproduce } from '../train/reproduce';
 import { SCHEDULES } from '../train/schedule';
 import { classifierFor, encoderSpec, headClasses } from '../train/specs';
 import { native } from '../native';
-import { manualSeed, setNumThreads } from '../tensor';
+import { Tensor, manualSeed, setNumThreads } from '../tensor';
 import { Flags, FlagKind, UsageError, choice, optionalNumber, optionalString, parseFlags, positiveInteger } from './flags';
 import { OpenedData, loader, openData } from './data';
 
@@ -345,12 +345,46 @@ export async function knnCommand(args: string[]): Promise<void> {
   }
 }
 
-export async function evalCommand(args: string[]): Promise<void> {
-  const flags = parseFlags(args, { ...COMMON, checkpoint: 'string', resize: 'number', crop: 'number', 'save-logits': 'string', 'batch-size': 'number' });
-  const file = existingFile(flags, 'checkpoint');
-  if (!file) throw new UsageError('eval needs --checkpoint CKPT');
+/** The flags of the commands that score a test split (eval, infer). */
+export const SCORING_FLAGS: Record<string, FlagKind> = { ...COMMON, resize: 'number', crop: 'number', 'save-logits': 'string', 'batch-size': 'number' };
+
+export function saveLogitsFlag(flags: Flags): string | undefined {
   const saveLogits = optionalString(flags, 'save-logits');
   if (saveLogits !== undefined && !saveLogits.endsWith('.safetensors')) throw new UsageError('--save-logits writes a .safetensors file');
+  return saveLogits;
+}
+
+/**
+ * One pass of `score` over the test split with eval's transform and batch size; with
+ * --save-logits, writes the logits and labels it kept.
+ */
+export async function scoreTestSplit<R extends { logits?: Tensor; labels?: Tensor }>(
+  flags: Flags,
+  dataset: OpenedData,
+  score: (test: DataLoader, keepLogits: boolean) => Promise<R>,
+): Promise<R> {
+  const saveLogits = saveLogitsFlag(flags);
+  const test = loader(dataset.test, {
+    batchSize: positiveInteger(flags, 'batch-size') ?? 256,
+    transform: testTransform(dataset, positiveInteger(flags, 'resize'), positiveInteger(flags, 'crop')),
+    train: false,
+    workers: positiveInteger(flags, 'workers'),
+  });
+  let result: R;
+  try {
+    result = await score(test, saveLogits !== undefined);
+  } finally {
+    test.close();
+  }
+  if (saveLogits !== undefined) await saveCheckpoint(saveLogits, { logits: result.logits!, labels: result.labels! });
+  return result;
+}
+
+export async function evalCommand(args: string[]): Promise<void> {
+  const flags = parseFlags(args, { ...SCORING_FLAGS, checkpoint: 'string' });
+  const file = existingFile(flags, 'checkpoint');
+  if (!file) throw new UsageError('eval needs --checkpoint CKPT');
+  saveLogitsFlag(flags);
   const dataset = await data(flags);
   const checkpoint = await Checkpoint.load(file);
   const spec = encoderSpec(checkpoint, { stem: dataset.stem });
@@ -360,19 +394,7 @@ export async function evalCommand(args: string[]): Promise<void> {
   const state = checkpoint.transform({ stripPrefix: 'module.' });
   model.loadStateDict(state);
   if (device(flags) === 'cuda') model.to('cuda');
-  const test = loader(dataset.test, {
-    batchSize: positiveInteger(flags, 'batch-size') ?? 256,
-    transform: testTransform(dataset, positiveInteger(flags, 'resize'), positiveInteger(flags, 'crop')),
-    train: false,
-    workers: positiveInteger(flags, 'workers'),
-  });
-  let result;
-  try {
-    result = await evaluate(model, test, { keepLogits: saveLogits !== undefined });
-  } finally {
-    test.close();
-  }
-  if (saveLogits !== undefined) await saveCheckpoint(saveLogits, { logits: result.logits!, labels: result.labels! });
+  const result = await scoreTestSplit(flags, dataset, (test, keepLogits) => evaluate(model, test, { keepLogits }));
   const summary = { top1: result.top1, top5: result.top5, loss: result.loss, count: result.count };
   if (flags.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else process.stdout.write(`top-1 ${result.top1.toFixed(2)}  top-5 ${result.top5.toFixed(2)}  loss ${result.loss.toFixed(4)}  (${result.count} images)\n`);

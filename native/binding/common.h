@@ -132,8 +132,10 @@ const char* dtype_name(at::ScalarType type);
 at::Device parse_device(Napi::Env env, const std::string& name);
 std::string device_name(const at::Device& device);
 
-// [[name, tensor], ...] and string arrays for JS (model.cpp).
+// [[name, tensor], ...] and string arrays for JS, and [[name, tensor], ...] from JS, where a
+// malformed entry is an argument error naming `call` (model.cpp).
 Napi::Array pairs(Napi::Env env, const std::vector<std::pair<std::string, at::Tensor>>& entries);
+std::vector<std::pair<std::string, at::Tensor>> named_tensors(Napi::Env env, const Napi::Value& value, const char* call);
 Napi::Array strings(Napi::Env env, const std::vector<std::string>& values);
 
 // Tensor handles (tensor.cpp).

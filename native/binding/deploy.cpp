@@ -100,15 +100,7 @@ Napi::Object wrap_packed(Napi::Env env, std::shared_ptr<PackedReActNet> model) {
 Napi::Value pack_reactnet(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (!info[0].IsArray()) throw_argument(env, "packReActNet needs [name, tensor] pairs");
-    const Napi::Array array = info[0].As<Napi::Array>();
-    std::vector<std::pair<std::string, at::Tensor>> state_dict;
-    for (uint32_t i = 0; i < array.Length(); ++i) {
-      const Napi::Value pair = array.Get(i);
-      if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) throw_argument(env, "packReActNet needs [name, tensor] pairs");
-      const std::string name = string(env, pair.As<Napi::Array>().Get(0u), "state dict key");
-      state_dict.emplace_back(name, unwrap(env, pair.As<Napi::Array>().Get(1u), name.c_str()));
-    }
+    auto state_dict = named_tensors(env, info[0], "packReActNet");
     const std::string stem = string(env, info[1], "stem");
     if (stem != "imagenet" && stem != "small") throw_argument(env, "stem must be 'imagenet' or 'small', got '" + stem + "'");
     const bool half_head = boolean(env, info[2], "halfHead");

@@ -154,15 +154,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value load_state_dict(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
-      if (!info[0].IsArray()) throw_argument(env, "loadStateDict needs [name, tensor] pairs");
-      const Napi::Array array = info[0].As<Napi::Array>();
-      std::vector<std::pair<std::string, at::Tensor>> entries;
-      for (uint32_t i = 0; i < array.Length(); ++i) {
-        const Napi::Value pair = array.Get(i);
-        if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) throw_argument(env, "loadStateDict needs [name, tensor] pairs");
-        const std::string name = string(env, pair.As<Napi::Array>().Get(0u), "state dict key");
-        entries.emplace_back(name, unwrap(env, pair.As<Napi::Array>().Get(1u), name.c_str()));
-      }
+      const auto entries = named_tensors(env, info[0], "loadStateDict");
       const nn::LoadResult result = nn::load_state_dict(*model, entries, boolean(env, info[1], "strict"));
       Napi::Object out = Napi::Object::New(env);
       out.Set("missing", strings(env, result.missing));
@@ -269,6 +261,20 @@ Napi::Array pairs(Napi::Env env, const std::vector<std::pair<std::string, at::Te
     out.Set(static_cast<uint32_t>(i), pair);
   }
   return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> named_tensors(Napi::Env env, const Napi::Value& value, const char* call) {
+  const std::string usage = std::string(call) + " needs [name, tensor] pairs";
+  if (!value.IsArray()) throw_argument(env, usage);
+  const Napi::Array array = value.As<Napi::Array>();
+  std::vector<std::pair<std::string, at::Tensor>> entries;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const Napi::Value pair = array.Get(i);
+    if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) throw_argument(env, usage);
+    const std::string name = string(env, pair.As<Napi::Array>().Get(0u), "state dict key");
+    entries.emplace_back(name, unwrap(env, pair.As<Napi::Array>().Get(1u), name.c_str()));
+  }
+  return entries;
 }
 
 Napi::Array strings(Napi::Env env, const std::vector<std::string>& values) {

@@ -577,13 +577,27 @@ DecodeRequest plan_augment_decode(const AugmentParams* params, int64_t views, in
   return request;
 }
 
-DecodeRequest plan_eval_decode(const EvalOptions& o, int64_t h, int64_t w) {
+namespace {
+
+// Resize the shorter side to `resize`, then the centered `crop` window.
+struct EvalGeometry {
+  int64_t rh, rw, top, left;
+};
+
+EvalGeometry eval_geometry(const EvalOptions& o, int64_t h, int64_t w) {
   const int64_t shorter = std::min(h, w), longer = std::max(h, w);
+  // torchvision: new_long = int(size * long / short) (Python float division, truncated).
   const int64_t new_long = static_cast<int64_t>(static_cast<double>(o.resize) * static_cast<double>(longer) /
                                                 static_cast<double>(shorter));
   const int64_t rh = w <= h ? new_long : o.resize;
   const int64_t rw = w <= h ? o.resize : new_long;
-  const int64_t top = round_half_even((rh - o.crop) / 2.0), left = round_half_even((rw - o.crop) / 2.0);
+  return {rh, rw, round_half_even((rh - o.crop) / 2.0), round_half_even((rw - o.crop) / 2.0)};
+}
+
+}  // namespace
+
+DecodeRequest plan_eval_decode(const EvalOptions& o, int64_t h, int64_t w) {
+  const auto [rh, rw, top, left] = eval_geometry(o, h, w);
   DecodeRegion r;
   r.scale = reduction_for(h, w, rh, rw);
   // The source pixels the window's taps reach: the window mapped back, widened by the filter's
@@ -606,13 +620,7 @@ DecodeRequest plan_eval_decode(const EvalOptions& o, int64_t h, int64_t w) {
 void apply_eval(const Image& image, int64_t channels, const EvalOptions& o, float* out, Workspace& ws,
                 bool normalize_output) {
   const int64_t h = image.original_height(), w = image.original_width();
-  const int64_t shorter = std::min(h, w), longer = std::max(h, w);
-  // torchvision: new_long = int(size * long / short) (Python float division, truncated).
-  const int64_t new_long = static_cast<int64_t>(static_cast<double>(o.resize) * static_cast<double>(longer) /
-                                                static_cast<double>(shorter));
-  const int64_t rh = w <= h ? new_long : o.resize;
-  const int64_t rw = w <= h ? o.resize : new_long;
-  const int64_t top = round_half_even((rh - o.crop) / 2.0), left = round_half_even((rw - o.crop) / 2.0);
+  const auto [rh, rw, top, left] = eval_geometry(o, h, w);
   CropBox whole;
   whole.height = h;
   whole.width = w;
