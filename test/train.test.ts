@@ -8,7 +8,7 @@ import * as path from 'path';
 import { Checkpoint, Model, Tensor, manualSeed, moco, randn, reactnetA, resnet, saveCheckpoint, setPackedTrainingForward, tensor, tidy } from '../lib';
 import { BatchLike, BatchSource, fit } from '../lib/train/loop';
 import { NonFiniteLossError, OptimizerOptions, Recipe, Trainer } from '../lib/train/trainer';
-import { defaultConfig, pretrain } from '../lib/train/pretrain';
+import { PretrainConfig, defaultConfig, pretrain, validateConfig } from '../lib/train/pretrain';
 import { evaluate, knnAccuracy, linearEvaluation, loadBackbone } from '../lib/train/evaluate';
 import { learningRate } from '../lib/train/schedule';
 import { pythonWithTorch, runPython, tensorError } from './helpers';
@@ -84,6 +84,26 @@ describe('Trainer', () => {
     expect(tensorError(after.get('encoder_q.feature.0.conv1.weight')!, qBefore)).toBeGreaterThan(0);
   });
 
+
+  test('contrastive+distill weighs its two losses as configured', async () => {
+    manualSeed(3);
+    const teacher = resnet('resnet18', teacherSpec).eval();
+    teacher.freeze();
+    const data = new RandomBatches({ batches: 1, batch: 16, views: 2, size: 16, classes: 4 }).make(0, 0);
+    for (const [contrastiveWeight, distillWeight] of [[1, 1], [0.25, 2], [0, 1]]) {
+      const model = moco(studentSpec, { dim: 32, queueSize: 64 });
+      const trainer = new Trainer({
+        model, teacher, recipe: 'contrastive+distill', optimizer: { kind: 'adam', lr: 1e-3 }, contrastiveWeight, distillWeight, keyGroups: 2,
+      });
+      const r = await trainer.step(data.views);
+      expect(r.contrastive).toBeGreaterThan(0);
+      expect(r.distill).toBeGreaterThan(0);
+      expect(r.loss).toBeCloseTo(contrastiveWeight * r.contrastive! + distillWeight * r.distill!, 5);
+    }
+    const pretrainConfigCheck = (changes: Partial<PretrainConfig>) => validateConfig(defaultConfig('contrastive+distill', changes));
+    expect(() => pretrainConfigCheck({ contrastiveWeight: -1 })).toThrow(/contrastiveWeight must be >= 0, got -1/);
+    expect(() => pretrainConfigCheck({ contrastiveWeight: 0, distillWeight: 0 })).toThrow(/both 0: nothing to train/);
+  });
   test('wrong inputs are clear errors', async () => {
     const model = moco(studentSpec, { dim: 32, queueSize: 64 });
     expect(() => new Trainer({ model, recipe: 'distill', optimizer: { kind: 'adam', lr: 1e-3 } })).toThrow(/needs a teacher/);

@@ -9,9 +9,9 @@ import { ResNetArch } from '../models';
 import { writeCalibrationPlots } from '../train/calibration';
 import { evaluate, extractFeatures, fineTune, knnAccuracy, labelFraction, linearEvaluation, loadBackbone } from '../train/evaluate';
 import { Position } from '../train/loop';
-import { Arch, PRETRAIN_RECIPES, PretrainRecipe, defaultConfig, pretrain, recipeDefaults, usesMoco, usesTeacher } from '../train/pretrain';
+import { Arch, PRETRAIN_RECIPES, PretrainConfig, PretrainRecipe, defaultConfig, pretrain, recipeDefaults, usesMoco, usesTeacher } from '../train/pretrain';
 import { RunReporter } from '../train/report';
-import { PRESETS, formatReproduceTable, reproduce } from '../train/reproduce';
+import { PRESETS, REPRODUCE_ROWS, ReproduceRow, formatReproduceTable, reproduce } from '../train/reproduce';
 import { SCHEDULES } from '../train/schedule';
 import { classifierFor, encoderSpec, headClasses } from '../train/specs';
 import { native } from '../native';
@@ -30,6 +30,7 @@ export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-
       --size N                  image side (default 28 for fashion-mnist, 224 for folders)
       --epochs N --batch-size N --lr X --wd X --schedule linear|cosine|step|constant
       --temperature X --distill-temperature X --queue-size K --moco-momentum M --dim D
+      --contrastive-weight X --distill-weight X   the two losses of contrastive+distill (1:1)
       --key-groups G            single-device shuffle-BN sub-batches of the key batch (default 8)
       --width W                 width multiplier of ReActNet-A or the ResNet (default 1)
       --out DIR --resume --device cpu|cuda --workers N --seed N --subset N --json
@@ -109,7 +110,7 @@ export async function pretrainCommand(args: string[]): Promise<number> {
     ...COMMON, recipe: 'string', arch: 'string', step: 'number', init: 'string', teacher: 'string', 'teacher-arch': 'string',
     epochs: 'number', 'batch-size': 'number', lr: 'number', wd: 'nonnegative', schedule: 'string', temperature: 'number',
     'distill-temperature': 'number', 'queue-size': 'number', 'moco-momentum': 'nonnegative', dim: 'number', 'key-groups': 'number',
-    width: 'number', out: 'string', resume: 'boolean',
+    'contrastive-weight': 'nonnegative', 'distill-weight': 'nonnegative', width: 'number', out: 'string', resume: 'boolean',
   });
   const recipe = choice(flags, 'recipe', PRETRAIN_RECIPES, 'distill');
   const arch = choice(flags, 'arch', ['reactnet-a', 'resnet18', 'resnet34', 'resnet50'] as const, 'reactnet-a');
@@ -135,6 +136,8 @@ export async function pretrainCommand(args: string[]): Promise<number> {
     schedule: choice(flags, 'schedule', SCHEDULES, defaults.schedule),
     temperature: optionalNumber(flags, 'temperature') ?? 0.2,
     distillTemperature: optionalNumber(flags, 'distill-temperature') ?? 0.2,
+    contrastiveWeight: optionalNumber(flags, 'contrastive-weight') ?? 1,
+    distillWeight: optionalNumber(flags, 'distill-weight') ?? 1,
     queueSize: positiveInteger(flags, 'queue-size') ?? 65536,
     momentum: optionalNumber(flags, 'moco-momentum') ?? 0.999,
     dim: positiveInteger(flags, 'dim') ?? 128,
@@ -407,12 +410,37 @@ export const REPRODUCE_USAGE = `  reproduce [options]           the paper's expe
       --data fashion-mnist      dataset (default)
       --out DIR                 (default runs/reproduce-<preset>)
       --json FILE               also write the table as JSON
-      --workers N, --device cpu|cuda, --seed N`;
+      --workers N, --device cpu|cuda, --seed N
+      --teacher CKPT            use this real-valued MoCo v2 ResNet-18 (e.g. OUT/teacher/checkpoint.pth
+                                of an earlier run) instead of pre-training a teacher
+      --rows LIST               comma-separated subset of moco-baseline,contrastive,contrastive+distill,distill
+      --student-epochs N --wd X --distill-temperature X --contrastive-weight X --distill-weight X
+                                change every student row (the knobs to study at small scale)`;
 
 export async function reproduceCommand(args: string[]): Promise<void> {
-  const flags = parseFlags(args, { ...COMMON, preset: 'string', out: 'string', json: 'string' });
+  const flags = parseFlags(args, {
+    ...COMMON, preset: 'string', out: 'string', json: 'string', teacher: 'string', rows: 'string', 'student-epochs': 'number',
+    'distill-temperature': 'number', 'contrastive-weight': 'nonnegative', 'distill-weight': 'nonnegative', wd: 'nonnegative',
+  });
   const presetName = choice(flags, 'preset', Object.keys(PRESETS), 'default');
   const preset = PRESETS[presetName];
+  const rowsFlag = optionalString(flags, 'rows');
+  const rows = rowsFlag?.split(',').map((row) => {
+    if (!(REPRODUCE_ROWS as readonly string[]).includes(row)) throw new UsageError(`--rows: unknown row '${row}' (expected ${REPRODUCE_ROWS.join(', ')})`);
+    return row as ReproduceRow;
+  });
+  const student: Partial<PretrainConfig> = {};
+  const studentEpochs = positiveInteger(flags, 'student-epochs');
+  if (studentEpochs !== undefined) student.epochs = studentEpochs;
+  const weightDecay = optionalNumber(flags, 'wd');
+  if (weightDecay !== undefined) student.weightDecay = weightDecay;
+  const distillTemperature = optionalNumber(flags, 'distill-temperature');
+  if (distillTemperature !== undefined) student.distillTemperature = distillTemperature;
+  const contrastiveWeight = optionalNumber(flags, 'contrastive-weight');
+  if (contrastiveWeight !== undefined) student.contrastiveWeight = contrastiveWeight;
+  const distillWeight = optionalNumber(flags, 'distill-weight');
+  if (distillWeight !== undefined) student.distillWeight = distillWeight;
+  const teacher = existingFile(flags, 'teacher');
   const dataset = await data(flags);
   const out = optionalString(flags, 'out') ?? path.join('runs', `reproduce-${presetName}`);
   const jsonFile = optionalString(flags, 'json');
@@ -427,6 +455,9 @@ export async function reproduceCommand(args: string[]): Promise<void> {
       workers: positiveInteger(flags, 'workers'),
       seed: optionalNumber(flags, 'seed'),
       device: device(flags),
+      teacher,
+      rows,
+      student,
       signal: stops.signal,
       log: (message) => process.stderr.write(`s2bnn reproduce: ${message}\n`),
       reporter: (phase, info) => {

@@ -45,6 +45,9 @@ export interface PretrainConfig {
   /** InfoNCE temperature. */
   temperature: number;
   distillTemperature: number;
+  /** Weights of the two losses of contrastive+distill (PAPER.md: 1:1); ignored by the other recipes. */
+  contrastiveWeight: number;
+  distillWeight: number;
   /** MoCo projection dim, queue size K and key-encoder momentum m. */
   dim: number;
   queueSize: number;
@@ -79,6 +82,8 @@ export function defaultConfig(recipe: PretrainRecipe, overrides: Partial<Pretrai
     batchSize: 256,
     temperature: 0.2,
     distillTemperature: 0.2,
+    contrastiveWeight: 1,
+    distillWeight: 1,
     dim: 128,
     queueSize: 65536,
     momentum: 0.999,
@@ -251,6 +256,8 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
     optimizer: optimizerOptions(config),
     temperature: config.temperature,
     distillTemperature: config.distillTemperature,
+    contrastiveWeight: config.contrastiveWeight,
+    distillWeight: config.distillWeight,
     momentum: config.momentum,
     keyGroups: config.keyGroups,
     seed: config.seed,
@@ -293,6 +300,11 @@ export function validateConfig(config: PretrainConfig): void {
   for (const name of ['lr', 'temperature', 'distillTemperature', 'width'] as const) {
     if (!(config[name] > 0)) throw new Error(`${name} must be > 0, got ${config[name]}`);
   }
-  if (!(config.weightDecay >= 0)) throw new Error(`weightDecay must be >= 0, got ${config.weightDecay}`);
+  for (const name of ['weightDecay', 'contrastiveWeight', 'distillWeight'] as const) {
+    if (!(config[name] >= 0)) throw new Error(`${name} must be >= 0, got ${config[name]}`);
+  }
+  if (config.recipe === 'contrastive+distill' && config.contrastiveWeight + config.distillWeight === 0) {
+    throw new Error('contrastiveWeight and distillWeight are both 0: nothing to train');
+  }
   if (!(config.momentum >= 0 && config.momentum <= 1)) throw new Error(`momentum must be in [0, 1], got ${config.momentum}`);
 }

@@ -13,6 +13,7 @@ import { PretrainConfig, PretrainRecipe, defaultConfig, pretrain, usesMoco } fro
 import { classifierFor, encoderSpec } from './specs';
 
 export type ReproduceRow = 'moco-baseline' | 'contrastive' | 'contrastive+distill' | 'distill';
+export const REPRODUCE_ROWS: readonly ReproduceRow[] = ['moco-baseline', 'contrastive', 'contrastive+distill', 'distill'];
 
 /** The paper's ImageNet linear-evaluation top-1 of ReActNet-A per row. */
 export const PAPER_TOP1: Record<ReproduceRow, number> = {
@@ -106,6 +107,8 @@ export interface ReproduceResult {
   rows: ReproduceRowResult[];
   teacherTop1: number;
   teacherTop5: number;
+  /** The changes made to every student row's config (ReproduceOptions.student), if any. */
+  studentChanges?: Partial<PretrainConfig>;
   seconds: number;
 }
 
@@ -116,6 +119,14 @@ export interface ReproduceOptions {
   workers?: number;
   seed?: number;
   device?: 'cpu' | 'cuda';
+  /** A real-valued MoCo v2 ResNet-18 checkpoint to use as the teacher instead of pre-training one
+   * (it is still linearly evaluated for the table). */
+  teacher?: string;
+  /** The rows to run, in this order (default: all four). */
+  rows?: ReproduceRow[];
+  /** Changes to every student row's pre-training config (e.g. the distillation temperature, the
+   * loss weights of contrastive+distill, epochs): the knobs PAPER.md says to study at small scale. */
+  student?: Partial<PretrainConfig>;
   /** Progress of each phase (e.g. a RunReporter per phase); `phase` names the folder under `out`. */
   reporter?: (phase: string, info: { epochs: number; stepsPerEpoch: number; batchSize: number }) => {
     onStepEnd?: Callback<StepInfo>;
@@ -202,36 +213,38 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const teacherConfig = defaultConfig('moco-v2', {
     ...base, arch: 'resnet18', width: preset.teacher.width, epochs: preset.teacher.epochs, lr: preset.teacher.lr,
   });
-  const teacherFile = await runPretrain('teacher', teacherConfig);
+  if (options.teacher !== undefined && !fs.existsSync(options.teacher)) throw new Error(`teacher checkpoint ${options.teacher} does not exist`);
+  const teacherFile = options.teacher ?? (await runPretrain('teacher', teacherConfig));
   const teacher = await runLinear('teacher', teacherFile);
 
+  const studentEpochs = options.student?.epochs ?? preset.student.epochs;
   const student = (recipe: PretrainRecipe, step: 1 | 2, epochs: number, extra: Partial<PretrainConfig> = {}) =>
     defaultConfig(recipe, {
-      ...base, arch: 'reactnet-a', width: preset.student.width, step, epochs, teacherArch: 'resnet18', teacher: teacherFile, ...extra,
+      ...base, arch: 'reactnet-a', width: preset.student.width, teacherArch: 'resnet18', teacher: teacherFile,
+      ...extra, ...options.student, step, epochs,
     });
   const rows: ReproduceRowResult[] = [];
-  const plan: [ReproduceRow, PretrainRecipe][] = [
-    ['moco-baseline', 'moco-v2'],
-    ['contrastive', 'contrastive'],
-    ['contrastive+distill', 'contrastive+distill'],
-    ['distill', 'distill'],
-  ];
+  const plan: [ReproduceRow, PretrainRecipe][] = REPRODUCE_ROWS.filter((row) => !options.rows || options.rows.includes(row)).map((row) => [
+    row,
+    row === 'moco-baseline' ? 'moco-v2' : row,
+  ]);
   for (const [row, recipe] of plan) {
     const rowStarted = Date.now();
     const phase = row.replace('+', '-');
     let file: string;
     if (row === 'moco-baseline') {
       // The plain baseline: SGD + cosine (scaled from lr 0.03 at batch 256), one step.
-      file = await runPretrain(phase, student(recipe, 2, preset.student.epochs, { lr: 0.03 * (preset.batchSize / 256) }));
+      file = await runPretrain(phase, student(recipe, 2, studentEpochs, { lr: 0.03 * (preset.batchSize / 256) }));
     } else {
-      const half = Math.max(1, Math.floor(preset.student.epochs / 2));
+      const half = Math.max(1, Math.floor(studentEpochs / 2));
       const step1 = await runPretrain(`${phase}-step1`, student(recipe, 1, half, { lr: preset.student.lr }));
-      file = await runPretrain(`${phase}-step2`, student(recipe, 2, Math.max(1, preset.student.epochs - half), { lr: preset.student.lr, init: step1 }));
+      file = await runPretrain(`${phase}-step2`, student(recipe, 2, Math.max(1, studentEpochs - half), { lr: preset.student.lr, init: step1 }));
     }
     const accuracy = await runLinear(phase, file);
     rows.push({ recipe: row, top1: accuracy.top1, top5: accuracy.top5, paperTop1: PAPER_TOP1[row], seconds: (Date.now() - rowStarted) / 1000 });
   }
-  return { preset: preset.name, dataset: data.name, rows, teacherTop1: teacher.top1, teacherTop5: teacher.top5, seconds: (Date.now() - started) / 1000 };
+  const studentChanges = options.student && Object.keys(options.student).length > 0 ? options.student : undefined;
+  return { preset: preset.name, dataset: data.name, rows, teacherTop1: teacher.top1, teacherTop5: teacher.top5, studentChanges, seconds: (Date.now() - started) / 1000 };
 }
 
 export function formatReproduceTable(result: ReproduceResult): string {
@@ -243,5 +256,6 @@ export function formatReproduceTable(result: ReproduceResult): string {
     lines.push(`| ${r.recipe} | ${r.top1.toFixed(2)} | ${r.top5.toFixed(2)} | ${r.paperTop1.toFixed(2)} | ${(r.seconds / 60).toFixed(1)} |`);
   }
   lines.push(`| real-valued teacher (ResNet-18, MoCo v2) | ${result.teacherTop1.toFixed(2)} | ${result.teacherTop5.toFixed(2)} | 71.1 (ResNet-50) | |`);
+  if (result.studentChanges) lines.push('', `Students changed from the preset: ${JSON.stringify(result.studentChanges)}`);
   return lines.join('\n');
 }
