@@ -4,7 +4,7 @@ import * as os from 'os';
 
 import { benchModel, formatModelTable, ModelFigure } from './bench/model';
 import { benchOps, findPythonWithTorch, formatTable, Figure } from './bench/ops';
-import { benchStep, formatStepTable, StepBenchRecipe, StepFigure } from './bench/step';
+import { benchStep, formatPhaseTable, formatStepTable, StepBenchRecipe, StepFigure } from './bench/step';
 import { Checkpoint, CheckpointFormat, formatForPath } from './checkpoint';
 import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native';
 import { getNumThreads, setNumThreads } from './tensor';
@@ -46,6 +46,8 @@ ${DEPLOY_USAGE}
       --batch-size N --size N   one case (default: 8 x 224 and 32 x 64)
       --teacher-arch resnet18|resnet34|resnet50          (default resnet50)
       --steps N                 timed steps after one warm-up (default 5)
+      --phases                  also time each phase (student, keys, teacher, loss, backward,
+                                optimizer) on both sides and print where the time goes
       --device cpu|cuda, --threads N, --no-python, --json
 ${BENCH_DATA_USAGE}
 ${BENCH_BCONV_USAGE}
@@ -179,7 +181,7 @@ function benchModelCommand(args: string[]): void {
 async function benchStepCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     recipe: 'string', 'batch-size': 'number', size: 'number', 'teacher-arch': 'string', steps: 'number', device: 'string',
-    threads: 'number', 'no-python': 'boolean', json: 'boolean',
+    threads: 'number', 'no-python': 'boolean', json: 'boolean', phases: 'boolean',
   });
   const threads = positiveInteger(flags, 'threads');
   if (threads !== undefined) setNumThreads(threads);
@@ -196,7 +198,9 @@ async function benchStepCommand(args: string[]): Promise<void> {
   const python = flags['no-python'] ? null : findPythonWithTorch();
   const json = flags.json === true;
   const figures = await benchStep({
-    cases: shapes.map(([b, s]) => ({ recipe: recipe as StepBenchRecipe, batch: b, size: s, teacherArch: teacherArch as 'resnet50', device })),
+    cases: shapes.map(([b, s]) => ({
+      recipe: recipe as StepBenchRecipe, batch: b, size: s, teacherArch: teacherArch as 'resnet50', device, phases: flags.phases === true,
+    })),
     steps: positiveInteger(flags, 'steps'),
     python,
     onFigure: (f: StepFigure) => {
@@ -204,7 +208,7 @@ async function benchStepCommand(args: string[]): Promise<void> {
       else process.stderr.write(`  ${f.recipe} ${f.batch}x${f.size} ${f.impl}: ${f.imagesPerSecond.toFixed(1)} img/s\n`);
     },
   });
-  if (!json) process.stdout.write(`${formatStepTable(figures)}\n`);
+  if (!json) process.stdout.write(`${formatStepTable(figures)}\n${flags.phases ? `${formatPhaseTable(figures)}\n` : ''}`);
 }
 
 function parseDevice(flags: Flags): 'cpu' | 'cuda' {

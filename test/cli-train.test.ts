@@ -104,6 +104,8 @@ describe('pretrain', () => {
       [['lincls'], /lincls needs --pretrained CKPT/],
       [['eval', '--checkpoint', `${teacher}/checkpoint.pth`], /no linear head 'fc.weight'/],
       [['reproduce', '--preset', 'huge'], /--preset must be default, full, smoke; got 'huge'/],
+      [['reproduce', '--rows', 'distill,simclr'], /--rows: unknown row 'simclr' \(expected moco-baseline, contrastive, contrastive\+distill, distill\)/],
+      [['reproduce', '--teacher', '/nope.pth'], /--teacher: no such file '\/nope.pth'/],
     ];
     for (const [args, message] of cases) {
       const r = run(...args);
@@ -197,11 +199,24 @@ test('reproduce --preset smoke runs the whole experiment and writes the JSON tab
   expect(result.teacherTop1).toBeGreaterThan(0);
   expect(result.seconds).toBeGreaterThan(0);
   expect(r.stdout).toMatch(/\| distill \| [\d.]+ \| [\d.]+ \| 61.51 \|/);
+
+  // An ablation: the same teacher, two rows, changed students.
+  const out = path.join(tmp, 'reproduce-ablation');
+  const again = run('reproduce', '--preset', 'smoke', '--out', out, '--json', json, '--teacher', path.join(tmp, 'reproduce', 'teacher', 'checkpoint.pth'),
+    '--rows', 'distill,contrastive+distill', '--student-epochs', '1', '--distill-weight', '2', '--distill-temperature', '0.5');
+  expect([again.code, again.stderr]).toEqual([0, expect.stringContaining('contrastive+distill')]);
+  const ablation = JSON.parse(fs.readFileSync(json, 'utf8'));
+  expect(ablation.rows.map((row: { recipe: string }) => row.recipe)).toEqual(['contrastive+distill', 'distill']);
+  expect(ablation.studentChanges).toEqual({ epochs: 1, distillTemperature: 0.5, distillWeight: 2 });
+  expect(fs.existsSync(path.join(out, 'teacher'))).toBe(false);
+  const config = JSON.parse(fs.readFileSync(path.join(out, 'contrastive-distill-step2', 'config.json'), 'utf8'));
+  expect([config.epochs, config.distillTemperature, config.distillWeight, config.contrastiveWeight]).toEqual([1, 0.5, 2, 1]);
+  expect(again.stdout).toMatch(/Students changed from the preset: \{"epochs":1,"distillTemperature":0.5,"distillWeight":2\}/);
 });
 
 test('bench-step measures the native step against the PyTorch step', () => {
   const { python } = pythonWithTorch();
-  const args = ['bench-step', '--recipe', 'distill', '--batch-size', '4', '--size', '32', '--steps', '1', '--teacher-arch', 'resnet18', '--json'];
+  const args = ['bench-step', '--recipe', 'contrastive+distill', '--batch-size', '4', '--size', '32', '--steps', '1', '--teacher-arch', 'resnet18', '--phases', '--json'];
   const r = run(...(python ? args : [...args, '--no-python']));
   expect([r.code, r.stderr]).toEqual([0, '']);
   const figures = r.stdout.trim().split('\n').map((line) => JSON.parse(line));
@@ -209,5 +224,10 @@ test('bench-step measures the native step against the PyTorch step', () => {
   for (const f of figures) {
     expect(f.imagesPerSecond).toBeGreaterThan(0);
     expect(f.peakBytes).toBeGreaterThan(0);
+    // Both sides mark the same phases; together they cover the step.
+    expect(Object.keys(f.phaseMs)).toEqual(['student', 'keys', 'teacher', 'loss', 'backward', 'optimizer']);
+    const total = Object.values(f.phaseMs as Record<string, number>).reduce((a, b) => a + b, 0);
+    expect(total).toBeGreaterThan(0.5 * f.ms);
+    expect(total).toBeLessThan(1.5 * f.ms);
   }
 });

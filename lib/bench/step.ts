@@ -23,6 +23,8 @@ export interface StepBenchCase {
   queueSize?: number;
   /** 'cpu' (default) or 'cuda'; peak memory is counted on CPU only. */
   device?: 'cpu' | 'cuda';
+  /** Also time each phase of the step (on a GPU each phase then ends with a device sync). */
+  phases?: boolean;
 }
 
 export interface StepFigure extends StepBenchCase {
@@ -33,6 +35,18 @@ export interface StepFigure extends StepBenchCase {
   /** Peak CPU tensor bytes above what was live before the step. */
   peakBytes: number;
   threads: number;
+  /** With StepBenchCase.phases: median milliseconds per phase (student, keys, teacher, loss, backward, optimizer). */
+  phaseMs?: Record<string, number>;
+}
+
+/** Per phase, the median over steps of its milliseconds. */
+export function medianPhases(steps: Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name of Object.keys(steps[0] ?? {})) {
+    const values = steps.map((s) => s[name]).sort((a, b) => a - b);
+    out[name] = values[Math.floor(values.length / 2)];
+  }
+  return out;
 }
 
 export const DEFAULT_STEP_CASES: StepBenchCase[] = [
@@ -53,16 +67,22 @@ async function measureOurs(c: StepBenchCase, steps: number, threads: number): Pr
     student.to('cuda');
     teacher?.to('cuda');
   }
-  const trainer = new Trainer({ model: student, teacher, recipe: c.recipe, optimizer: { kind: 'adam', lr: 3e-4 } });
+  const trainer = new Trainer({ model: student, teacher, recipe: c.recipe, optimizer: { kind: 'adam', lr: 3e-4 }, timePhases: c.phases });
   const views = Array.from({ length: hasContrastive(c.recipe) ? 2 : 1 }, () => randn([c.batch, 3, c.size, c.size], { device: c.device }));
-  const step = () => trainer.step(views);
+  const phases: Record<string, number>[] = [];
+  const step = async () => {
+    const result = await trainer.step(views);
+    if (result.phases) phases.push(result.phases);
+  };
   await step(); // optimizer state and allocator cache warm
+  phases.length = 0;
   const ms = await medianMsAsync(step, steps);
+  const phaseMs = c.phases ? medianPhases(phases) : undefined;
   const before = memoryStats(true);
   await step();
   const peakBytes = memoryStats(false).peak - before.current;
   for (const v of views) v.dispose();
-  return { ...c, impl: 's2bnn', ms, imagesPerSecond: (1000 * c.batch) / ms, peakBytes, threads };
+  return { ...c, impl: 's2bnn', ms, imagesPerSecond: (1000 * c.batch) / ms, peakBytes, threads, phaseMs };
 }
 
 export async function benchStep(
@@ -85,8 +105,8 @@ export async function benchStep(
         encoding: 'utf8',
       });
       if (res.status !== 0) throw new Error(`python reference benchmark failed:\n${res.stderr}`);
-      const { ms, peakBytes } = JSON.parse(res.stdout) as { ms: number; peakBytes: number };
-      emit({ ...c, impl: 'python-reference', ms, imagesPerSecond: (1000 * c.batch) / ms, peakBytes, threads });
+      const { ms, peakBytes, phaseMs } = JSON.parse(res.stdout) as { ms: number; peakBytes: number; phaseMs?: Record<string, number> };
+      emit({ ...c, impl: 'python-reference', ms, imagesPerSecond: (1000 * c.batch) / ms, peakBytes, threads, phaseMs });
     }
   }
   return figures;
@@ -107,6 +127,22 @@ export function formatStepTable(figures: StepFigure[]): string {
         `${py ? py.imagesPerSecond.toFixed(1) : '-'} | ${py ? `${(py.ms / ours.ms).toFixed(2)}x` : '-'} | ${(ours.peakBytes / MiB).toFixed(0)} | ` +
         `${py ? (py.peakBytes / MiB).toFixed(0) : '-'} | ${py ? (ours.peakBytes / py.peakBytes).toFixed(2) : '-'} |`,
     );
+  }
+  return rows.join('\n');
+}
+
+/** Where each side's step time goes: one row per phase, s2bnn vs python (figures with phaseMs). */
+export function formatPhaseTable(figures: StepFigure[]): string {
+  const rows: string[] = [];
+  for (const ours of figures.filter((f) => f.impl === 's2bnn' && f.phaseMs)) {
+    const py = figures.find(
+      (f) => f.impl === 'python-reference' && f.recipe === ours.recipe && f.batch === ours.batch && f.size === ours.size && f.phaseMs,
+    );
+    rows.push('', `${ours.recipe}, ${ours.batch} x ${ours.size}: median ms per phase`, '| phase | s2bnn | python | ratio |', '|---|---|---|---|');
+    for (const [phase, ms] of Object.entries(ours.phaseMs!)) {
+      const theirs = py?.phaseMs?.[phase];
+      rows.push(`| ${phase} | ${ms.toFixed(1)} | ${theirs !== undefined ? theirs.toFixed(1) : '-'} | ${theirs !== undefined ? `${(theirs / ms).toFixed(2)}x` : '-'} |`);
+    }
   }
   return rows.join('\n');
 }

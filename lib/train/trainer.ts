@@ -54,6 +54,11 @@ export interface TrainerOptions {
    */
   featureMean?: Tensor;
   featureStd?: Tensor;
+  /**
+   * Report each phase's wall time in StepResult.phases (a benchmark aid: on a GPU every phase
+   * ends with a device sync).
+   */
+  timePhases?: boolean;
 }
 
 export interface StepResult {
@@ -66,6 +71,11 @@ export interface StepResult {
   /** Top-1 / top-5 accuracy of the InfoNCE positive or of the label, in [0, 1]. */
   acc1?: number;
   acc5?: number;
+  /**
+   * With TrainerOptions.timePhases: milliseconds per phase in step order: student (forward),
+   * keys, teacher, loss, backward, optimizer (the phases the recipe has; supervised: forward).
+   */
+  phases?: Record<string, number>;
 }
 
 interface ParamStateHandle {
@@ -124,6 +134,7 @@ export class Trainer {
       seed: options.seed,
       featureMean: options.featureMean?.handle,
       featureStd: options.featureStd?.handle,
+      timePhases: options.timePhases,
     });
   }
 

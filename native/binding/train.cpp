@@ -57,6 +57,11 @@ Napi::Object step_result(Napi::Env env, const train::StepResult& r) {
   for (const auto& [name, value] : optional) {
     if (!std::isnan(value)) out.Set(name, Napi::Number::New(env, value));
   }
+  if (!r.phases.empty()) {
+    Napi::Object phases = Napi::Object::New(env);
+    for (const auto& [name, ms] : r.phases) phases.Set(name, Napi::Number::New(env, ms));
+    out.Set("phases", phases);
+  }
   return out;
 }
 
@@ -239,6 +244,8 @@ Napi::Value create_trainer(const Napi::CallbackInfo& info) {
     options.distill_weight = optional_number(env, spec, "distillWeight", 1);
     options.key_groups = static_cast<int64_t>(optional_number(env, spec, "keyGroups", 8));
     options.seed = static_cast<uint64_t>(optional_number(env, spec, "seed", 0));
+    const Napi::Value time_phases = spec.Get("timePhases");
+    options.time_phases = !time_phases.IsUndefined() && boolean(env, time_phases, "timePhases");
     const Napi::Value mean = spec.Get("featureMean"), std = spec.Get("featureStd");
     if (!mean.IsUndefined() && !mean.IsNull()) options.feature_mean = unwrap(env, mean, "featureMean");
     if (!std.IsUndefined() && !std.IsNull()) options.feature_std = unwrap(env, std, "featureStd");

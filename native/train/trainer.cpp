@@ -3,8 +3,10 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
 
+#include <chrono>
 #include <cmath>
 #include <sstream>
+#include <torch/cuda.h>
 
 #include "../nn/moco.h"
 #include "../ops/ops.h"
@@ -150,6 +152,30 @@ void Trainer::fold() {
   bias->copy_(probe_bias_ - folded.mv(options_.feature_mean));
 }
 
+namespace {
+
+// Wall time between marks, synchronizing a GPU first so that its queued work is counted where it
+// was issued.
+class PhaseClock {
+ public:
+  PhaseClock(bool on, const at::Device& device, StepResult& result)
+      : on_(on), cuda_(device.is_cuda()), result_(result), last_(std::chrono::steady_clock::now()) {}
+  void mark(const char* phase) {
+    if (!on_) return;
+    if (cuda_) torch::cuda::synchronize();
+    const auto now = std::chrono::steady_clock::now();
+    result_.phases.emplace_back(phase, std::chrono::duration<double, std::milli>(now - last_).count());
+    last_ = now;
+  }
+
+ private:
+  bool on_, cuda_;
+  StepResult& result_;
+  std::chrono::steady_clock::time_point last_;
+};
+
+}  // namespace
+
 StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor& labels) {
   const Recipe recipe = options_.recipe;
   const bool contrastive = recipe == Recipe::Contrastive || recipe == Recipe::ContrastiveDistill;
@@ -173,6 +199,7 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
 
   StepResult result;
   result.batch = batch;
+  PhaseClock clock(options_.time_phases, device, result);
   at::Tensor loss, keys;
   // Everything the step reports, still on the device: read back in one transfer (one sync on a
   // GPU) before the backward, which needs the loss's value for the non-finite check anyway.
@@ -198,32 +225,36 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
     model_->train(true);
     if (teacher_) teacher_->eval();
     const at::Tensor query = student_->forward(inputs[0]);
+    clock.mark("student");
+    at::Tensor target;
     if (contrastive) {
-      auto& moco = dynamic_cast<nn::MoCo&>(*model_);
-      {
-        at::NoGradGuard no_grad;
-        moco.momentum_update(options_.momentum);
-        keys = encode_keys(inputs[1]);
-      }
-      const std::vector<at::Tensor> nce = ops::info_nce(query, keys, moco.queue, options_.temperature);
+      at::NoGradGuard no_grad;
+      dynamic_cast<nn::MoCo&>(*model_).momentum_update(options_.momentum);
+      keys = encode_keys(inputs[1]);
+      clock.mark("keys");
+    }
+    if (distill) {
+      at::NoGradGuard no_grad;
+      const bool channels_last = inputs[0].device().is_cpu();
+      target = teacher_->forward(channels_last ? inputs[0].contiguous(at::MemoryFormat::ChannelsLast) : inputs[0]);
+      clock.mark("teacher");
+      TORCH_CHECK(target.sizes() == query.sizes(), "step: the teacher's output ", target.sizes(),
+                  " does not match the student's ", query.sizes(), " (both need an MLP head of the same dim)");
+    }
+    if (contrastive) {
+      const std::vector<at::Tensor> nce =
+          ops::info_nce(query, keys, dynamic_cast<nn::MoCo&>(*model_).queue, options_.temperature);
       contrastive_part = nce[0].detach();
       loss = nce[0] * options_.contrastive_weight;
       hits = topk_hits(nce[1], nce[1].narrow(1, 0, 1));  // the positive is column 0
     }
     if (distill) {
-      at::Tensor target;
-      {
-        at::NoGradGuard no_grad;
-        const bool channels_last = inputs[0].device().is_cpu();
-        target = teacher_->forward(channels_last ? inputs[0].contiguous(at::MemoryFormat::ChannelsLast) : inputs[0]);
-      }
-      TORCH_CHECK(target.sizes() == query.sizes(), "step: the teacher's output ", target.sizes(),
-                  " does not match the student's ", query.sizes(), " (both need an MLP head of the same dim)");
       const at::Tensor part = ops::distribution_loss(query, target, options_.distill_temperature);
       distill_part = part.detach();
       loss = loss.defined() ? loss + part * options_.distill_weight : part * options_.distill_weight;
     }
   }
+  if (recipe == Recipe::Supervised) clock.mark("forward");
   {
     std::vector<at::Tensor> values = {loss.detach().reshape({1}).to(at::kDouble)};
     for (const at::Tensor* t : {&contrastive_part, &distill_part}) {
@@ -248,10 +279,13 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
     throw NonFiniteLoss("non-finite loss " + describe(result.loss) + " at step " + std::to_string(steps_ + 1) + " (" +
                         recipe_name(recipe) + parts + "); the trained weights are those of the step before");
   }
+  clock.mark("loss");
   optimizer_->zero_grad();
   loss.backward();
+  clock.mark("backward");
   optimizer_->step();
   if (contrastive) dynamic_cast<nn::MoCo&>(*model_).enqueue(keys);
+  clock.mark("optimizer");
   ++steps_;
   return result;
 }

@@ -36,6 +36,9 @@ struct TrainerOptions {
   // sub-batches, each normalized by its own BatchNorm statistics (see docs/training.md).
   int64_t key_groups = 8;
   uint64_t seed = 0;
+  // Report the wall time of each phase of a step (StepResult::phases); on a GPU this adds a
+  // device sync per phase, so it is for benchmarks (bench-step --phases), not for training.
+  bool time_phases = false;
   // Supervised only: a linear probe on standardized features. The trainer owns a Linear over
   // (features - mean) / std (init normal std 0.01, bias 0) and fold() writes the equivalent
   // Linear over raw features into the model's `fc`; the backbone runs without autograd.
@@ -47,6 +50,9 @@ struct StepResult {
   double contrastive = NAN, distill = NAN;  // the parts, where the recipe has them
   double acc1 = NAN, acc5 = NAN;            // InfoNCE positive or label rank, in [0, 1]
   int64_t batch = 0;
+  // With TrainerOptions::time_phases: milliseconds per phase, in order (student, keys, teacher,
+  // loss, backward, optimizer; the phases a recipe has).
+  std::vector<std::pair<const char*, double>> phases;
 };
 
 // A loss that is NaN or infinite: the step stops before the backward, so the weights stay those

@@ -38,15 +38,37 @@ step = s2bnn_train.Step(recipe, model, teacher, optimizer)
 views = [torch.randn(case['batch'], 3, case['size'], case['size'], device=device) for _ in range(2 if contrastive else 1)]
 sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
 
-step(views)
+phase_steps = []
+
+
+def timed_step():
+    # With case['phases']: the end of each phase, as the native Trainer's timePhases marks it.
+    marks = [('start', time.perf_counter())]
+
+    def mark(phase):
+        sync()
+        marks.append((phase, time.perf_counter()))
+    step(views, mark=mark if case.get('phases') else (lambda phase: None))
+    if case.get('phases'):
+        phase_steps.append({name: (t - marks[i][1]) * 1e3 for i, (name, t) in enumerate(marks[1:])})
+
+
+timed_step()
+phase_steps.clear()
 times = []
 for _ in range(steps):
     t0 = time.perf_counter()
-    step(views)
+    timed_step()
     sync()
     times.append((time.perf_counter() - t0) * 1e3)
 times.sort()
+phase_ms = None
+if phase_steps:
+    phase_ms = {name: sorted(s[name] for s in phase_steps)[len(phase_steps) // 2] for name in phase_steps[0]}
 base = torch.ops.s2bnn.memory_stats(True)[0]
 step(views)
 peak = torch.ops.s2bnn.memory_stats(False)[1] - base
-print(json.dumps({'ms': times[len(times) // 2], 'peakBytes': peak}))
+result = {'ms': times[len(times) // 2], 'peakBytes': peak}
+if phase_ms is not None:
+    result['phaseMs'] = phase_ms
+print(json.dumps(result))

@@ -82,31 +82,42 @@ class Step:
         out[order] = shuffled
         return out
 
-    def __call__(self, views, labels=None):
+    def __call__(self, views, labels=None, mark=lambda phase: None):
+        """One step; `mark(phase)` is called at the end of each phase (the same phases as the
+        native Trainer's timePhases: student, keys, teacher, loss, backward, optimizer)."""
         parts = {}
         if self.recipe == 'supervised':
             loss = F.cross_entropy(self.model(views[0]), labels)
+            mark('forward')
         else:
             self.model.train()
             q = self.student(views[0])
-            loss = 0
+            mark('student')
             if self.contrastive:
                 self.model.momentum_update(self.momentum)
                 k = self.keys(views[1])
+                mark('keys')
+            if self.distill:
+                with torch.no_grad():
+                    t = self.teacher(views[0])
+                mark('teacher')
+            loss = 0
+            if self.contrastive:
                 nce, _ = ref.info_nce(q, k, self.model.queue.clone(), self.temperature)
                 parts['contrastive'] = nce.item()
                 loss = loss + nce * self.contrastive_weight
             if self.distill:
-                with torch.no_grad():
-                    t = self.teacher(views[0])
                 d = ref.distribution_loss(q, t, self.distill_temperature)
                 parts['distill'] = d.item()
                 loss = loss + d * self.distill_weight
+        mark('loss')
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        mark('backward')
         self.optimizer.step()
         if self.contrastive:
             self.model.enqueue(k)
+        mark('optimizer')
         self.steps += 1
         parts['loss'] = loss.item()
         return parts
