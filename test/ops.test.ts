@@ -182,7 +182,7 @@ describe('binary_conv2d', () => {
     expect(() => ops.binaryConv2d(x, w, { inputBias: b, binarizeInput: false })).toThrow(/input_bias is added before binarizing the input, so it needs binarize_input/);
   });
 
-  describe('packed training forward (3x3, from 128 channels, float32 CPU)', () => {
+  describe('packed training forward (3x3, from 64 channels, float32 CPU)', () => {
     afterEach(() => setPackedTrainingForward(true));
     const run = (packed: boolean, x: Tensor, w: Tensor, b: Tensor, stride: number) => {
       setPackedTrainingForward(packed);
@@ -192,11 +192,11 @@ describe('binary_conv2d', () => {
       return [values(y), values(xl.grad!), values(wl.grad!), values(bl.grad!)];
     };
 
-    test.each([[1, 7], [2, 9], [1, 1]])('stride %p, %p px: values and gradients equal the float convolution up to rounding', (stride, size) => {
+    test.each([[1, 7, 130], [2, 9, 130], [1, 1, 130], [2, 9, 64]])('stride %p, %p px, %p channels: values and gradients equal the float convolution up to rounding', (stride, size, channels) => {
       manualSeed(21);
-      const x = randn([2, 130, size, size]);
-      const w = rand([130, 130, 3, 3]).sub(0.5);
-      const b = randn([1, 130, 1, 1]).mul(0.3);
+      const x = randn([2, channels, size, size]);
+      const w = rand([channels, channels, 3, 3]).sub(0.5);
+      const b = randn([1, channels, 1, 1]).mul(0.3);
       const packed = run(true, x, w, b, stride);
       const float = run(false, x, w, b, stride);
       packed.forEach((v, i) => expect(relativeError(v, float[i])).toBeLessThan(1e-5));
@@ -205,11 +205,19 @@ describe('binary_conv2d', () => {
       const alpha = values(w.abs().mean([1, 2, 3]));
       const plane = size === 1 || stride === 1 ? size * size : Math.ceil(size / 2) ** 2;
       const exact = (out: number[]) => out.filter((v, i) => {
-        const a = alpha[Math.floor(i / plane) % 130];
+        const a = alpha[Math.floor(i / plane) % channels];
         return v === Math.fround(Math.round(v / a) * a);
       }).length;
       expect(exact(packed[0])).toBe(packed[0].length);
       if (size > 1) expect(exact(float[0])).toBeLessThan(float[0].length);
+    });
+
+    test('below 64 input channels the float path runs (packing costs more than it saves there)', () => {
+      manualSeed(23);
+      const x = randn([2, 63, 9, 9]);
+      const w = rand([63, 63, 3, 3]).sub(0.5);
+      const b = randn([1, 63, 1, 1]).mul(0.3);
+      expect(run(true, x, w, b, 1)[0]).toEqual(run(false, x, w, b, 1)[0]);
     });
 
     test('an exact zero of x + b or of w takes the float path: training binarizes it to 0', () => {

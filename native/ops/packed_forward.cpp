@@ -26,7 +26,7 @@ bool enabled_by_environment() {
 
 std::atomic<bool> enabled{enabled_by_environment()};
 
-constexpr int64_t kMinPackedChannels = 128;
+constexpr int64_t kMinPackedChannels = 64;
 
 // Whether any x[n, c, ...] + bias[c] is exactly 0 (or x itself, without a bias), in one pass
 // that stops early; x contiguous or channels-last.
@@ -73,8 +73,9 @@ c10::optional<at::Tensor> packed_binary_conv_forward(const at::Tensor& x, const 
   }
   // Training activations are NCHW: packing gathers channels across planes, the result is
   // transposed back and the zero check reads x once more. Measured on a 2-core AVX-512 VM at
-  // batch 8 (docs/step-benchmark.md), that overhead only pays off for 3x3 kernels from 128
-  // input channels on (512 channels at 14 px: 131 -> 36 ms; 1x1 at 128: 24 -> 38 ms, slower).
+  // batch 8 (docs/step-benchmark.md), that overhead only pays off for 3x3 kernels from 64
+  // input channels on (64 at 112 px, stride 2: 12.9 -> 7.3 ms; 512 at 14 px: 131 -> 36 ms; 32
+  // channels: no gain; 1x1 at 128: 24 -> 38 ms, slower).
   if (w.size(2) != 3 || x.size(1) < kMinPackedChannels) return c10::nullopt;
   if (w.eq(0).any().item<bool>() || any_zero_sum(x, input_bias)) return c10::nullopt;
   const at::Tensor alpha = w.abs().mean({1, 2, 3});
