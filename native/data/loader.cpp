@@ -357,7 +357,12 @@ void Loader::work() {
       error = std::current_exception();
     }
     lock.lock();
-    if (error && !task.slot->error) task.slot->error = error;
+    // Chunks finish in any order; the batch reports the failure that comes first in the data
+    // order, so a strict loader names the same bad file on every run.
+    if (error && (!task.slot->error || task.chunk < task.slot->error_chunk)) {
+      task.slot->error = error;
+      task.slot->error_chunk = task.chunk;
+    }
     ++task.slot->done_chunks;
     if (task.generation == generation_) collect_ready(ready);
     if (!ready.empty()) {

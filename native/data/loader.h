@@ -118,7 +118,8 @@ class Loader {
     int64_t batch = 0, first = 0, size = 0;  // positions [first, first + size) of the order
     int64_t chunks = 0, next_chunk = 0, done_chunks = 0;
     Batch out;
-    std::exception_ptr error;  // written under mutex_
+    std::exception_ptr error;  // written under mutex_: the failure of the lowest failing chunk
+    int64_t error_chunk = 0;
     bool unallocated = false;  // set before the slot is published, never changed
   };
   struct Waiter {
