@@ -5,7 +5,8 @@ import * as fs from 'fs';
 import { Checkpoint } from './checkpoint';
 import { Model, Stem } from './models';
 import { TensorHandle, native } from './native';
-import { Device, Tensor, cat } from './tensor';
+import { Device, Tensor } from './tensor';
+import { scorePass } from './train/evaluate';
 import { BatchSource } from './train/loop';
 import { encoderSpec, encoderState } from './train/specs';
 
@@ -187,36 +188,17 @@ export interface InferenceResult {
 /** Top-1/top-5 of a packed classifier over one pass of `data` (its epoch 0). */
 export async function inferPacked(model: PackedModel, data: BatchSource, options: { keepLogits?: boolean } = {}): Promise<InferenceResult> {
   if (model.config.head !== 'linear') throw new Error('the packed model has an MLP head (a pre-training checkpoint): it gives embeddings, not classes');
-  let correct1 = 0;
-  let correct5 = 0;
-  let count = 0;
   let seconds = 0;
-  const logits: Tensor[] = [];
-  const labels: Tensor[] = [];
-  for await (const batch of data.epoch(0)) {
+  const { lossSum: _unused, ...scores } = await scorePass(data, 'inferPacked', options.keepLogits ?? false, async (batch) => {
+    const started = process.hrtime.bigint();
+    const out = await model.forward(batch.views[0]);
+    seconds += Number(process.hrtime.bigint() - started) / 1e9;
     try {
-      const started = process.hrtime.bigint();
-      const out = await model.forward(batch.views[0]);
-      seconds += Number(process.hrtime.bigint() - started) / 1e9;
       const hits = bindings().topkCorrect(out.handle, batch.labels.handle);
-      correct1 += hits.correct1;
-      correct5 += hits.correct5;
-      count += batch.labels.shape[0];
-      if (options.keepLogits) {
-        logits.push(out.cpu());
-        labels.push(batch.labels.clone());
-      }
-      out.dispose();
+      return { ...hits, count: batch.labels.shape[0], logits: options.keepLogits ? out.cpu() : undefined };
     } finally {
-      batch.dispose();
+      out.dispose();
     }
-  }
-  if (count === 0) throw new Error('inferPacked: the data source gave no images');
-  const result: InferenceResult = { top1: (100 * correct1) / count, top5: (100 * correct5) / count, count, imagesPerSecond: count / seconds };
-  if (options.keepLogits) {
-    result.logits = cat(logits);
-    result.labels = cat(labels);
-    for (const t of [...logits, ...labels]) t.dispose();
-  }
-  return result;
+  });
+  return { ...scores, imagesPerSecond: scores.count / seconds };
 }

@@ -10,7 +10,7 @@ import { Model, ResNetArch, moco, reactnetA, resnet } from '../models';
 import { opsLibraryPath } from '../native';
 import { getNumThreads, manualSeed, randn } from '../tensor';
 import { Trainer } from '../train/trainer';
-import { medianMsAsync } from './timing';
+import { median, medianMsAsync } from './timing';
 
 export type StepBenchRecipe = 'distill' | 'contrastive' | 'contrastive+distill';
 
@@ -42,10 +42,7 @@ export interface StepFigure extends StepBenchCase {
 /** Per phase, the median over steps of its milliseconds. */
 export function medianPhases(steps: Record<string, number>[]): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const name of Object.keys(steps[0] ?? {})) {
-    const values = steps.map((s) => s[name]).sort((a, b) => a - b);
-    out[name] = values[Math.floor(values.length / 2)];
-  }
+  for (const name of Object.keys(steps[0] ?? {})) out[name] = median(steps.map((s) => s[name]));
   return out;
 }
 

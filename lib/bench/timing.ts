@@ -9,8 +9,7 @@ export function medianMs(run: () => void, minTimeMs: number, minSamples: number,
     run();
     samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
-  samples.sort((a, b) => a - b);
-  return samples[Math.floor(samples.length / 2)];
+  return median(samples);
 }
 
 /** medianMs for asynchronous work (training steps on the worker thread); `samples` runs. */
@@ -21,6 +20,11 @@ export async function medianMsAsync(run: () => Promise<unknown>, samples: number
     await run();
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  return median(times);
+}
+
+/** The middle value (the upper one of an even count), as every figure here reports. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
 }

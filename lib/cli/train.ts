@@ -432,14 +432,12 @@ export async function reproduceCommand(args: string[]): Promise<void> {
   const student: Partial<PretrainConfig> = {};
   const studentEpochs = positiveInteger(flags, 'student-epochs');
   if (studentEpochs !== undefined) student.epochs = studentEpochs;
-  const weightDecay = optionalNumber(flags, 'wd');
-  if (weightDecay !== undefined) student.weightDecay = weightDecay;
-  const distillTemperature = optionalNumber(flags, 'distill-temperature');
-  if (distillTemperature !== undefined) student.distillTemperature = distillTemperature;
-  const contrastiveWeight = optionalNumber(flags, 'contrastive-weight');
-  if (contrastiveWeight !== undefined) student.contrastiveWeight = contrastiveWeight;
-  const distillWeight = optionalNumber(flags, 'distill-weight');
-  if (distillWeight !== undefined) student.distillWeight = distillWeight;
+  const studentKnobs = [['wd', 'weightDecay'], ['distill-temperature', 'distillTemperature'],
+    ['contrastive-weight', 'contrastiveWeight'], ['distill-weight', 'distillWeight']] as const;
+  for (const [flag, key] of studentKnobs) {
+    const value = optionalNumber(flags, flag);
+    if (value !== undefined) student[key] = value;
+  }
   const teacher = existingFile(flags, 'teacher');
   const dataset = await data(flags);
   const out = optionalString(flags, 'out') ?? path.join('runs', `reproduce-${presetName}`);

@@ -4,7 +4,7 @@ import { Checkpoint } from '../checkpoint';
 import { Model } from '../models';
 import { TensorHandle, native } from '../native';
 import { Tensor, cat, keep, randn, tidy, zeros } from '../tensor';
-import { BatchSource, Callback, EpochInfo, FitResult, StepInfo, fit } from './loop';
+import { BatchLike, BatchSource, Callback, EpochInfo, FitResult, StepInfo, fit } from './loop';
 import { Schedule } from './schedule';
 import { encoderState } from './specs';
 import { Trainer } from './trainer';
@@ -41,13 +41,28 @@ export interface EvaluationResult extends Accuracy {
   labels?: Tensor;
 }
 
+/** What one batch adds to a scoring pass. */
+export interface BatchScore {
+  correct1: number;
+  correct5: number;
+  count: number;
+  /** Summed loss over the batch, where the scorer has one. */
+  lossSum?: number;
+  /** The batch's logits on the CPU (only when the pass keeps them). */
+  logits?: Tensor;
+}
+
 /**
- * Top-1/top-5 of a model with a linear head over one pass of `data` (its epoch 0; give it an
- * unshuffled loader for dataset order). The model is put in eval mode and left there.
+ * One pass over `data` (its epoch 0): sums each batch's scores and, with `keepLogits`, gathers
+ * logits and labels in the source's order. `who` names the caller in the empty-source error.
  */
-export async function evaluate(model: Model, data: BatchSource, options: { keepLogits?: boolean } = {}): Promise<EvaluationResult> {
-  model.eval();
-  let loss = 0;
+export async function scorePass(
+  data: BatchSource,
+  who: string,
+  keepLogits: boolean,
+  scoreBatch: (batch: BatchLike) => Promise<BatchScore>,
+): Promise<Accuracy & { lossSum: number; logits?: Tensor; labels?: Tensor }> {
+  let lossSum = 0;
   let correct1 = 0;
   let correct5 = 0;
   let count = 0;
@@ -55,27 +70,43 @@ export async function evaluate(model: Model, data: BatchSource, options: { keepL
   const labels: Tensor[] = [];
   for await (const batch of data.epoch(0)) {
     try {
-      const r = await bindings().evaluateBatch(model.nativeHandle, batch.views[0].handle, batch.labels.handle, options.keepLogits ?? false);
-      loss += r.lossSum;
-      correct1 += r.correct1;
-      correct5 += r.correct5;
-      count += r.count;
-      if (r.logits) {
-        logits.push(new Tensor(r.logits));
+      const score = await scoreBatch(batch);
+      lossSum += score.lossSum ?? 0;
+      correct1 += score.correct1;
+      correct5 += score.correct5;
+      count += score.count;
+      if (score.logits) {
+        logits.push(score.logits);
         labels.push(batch.labels.clone());
       }
     } finally {
       batch.dispose();
     }
   }
-  if (count === 0) throw new Error('evaluate: the data source gave no images');
-  const result: EvaluationResult = { top1: (100 * correct1) / count, top5: (100 * correct5) / count, count, loss: loss / count };
-  if (options.keepLogits) {
+  if (count === 0) throw new Error(`${who}: the data source gave no images`);
+  const result: Accuracy & { lossSum: number; logits?: Tensor; labels?: Tensor } = {
+    top1: (100 * correct1) / count, top5: (100 * correct5) / count, count, lossSum,
+  };
+  if (keepLogits) {
     result.logits = cat(logits);
     result.labels = cat(labels);
     for (const t of [...logits, ...labels]) t.dispose();
   }
   return result;
+}
+
+/**
+ * Top-1/top-5 of a model with a linear head over one pass of `data` (its epoch 0; give it an
+ * unshuffled loader for dataset order). The model is put in eval mode and left there.
+ */
+export async function evaluate(model: Model, data: BatchSource, options: { keepLogits?: boolean } = {}): Promise<EvaluationResult> {
+  model.eval();
+  const keepLogits = options.keepLogits ?? false;
+  const { lossSum, ...scores } = await scorePass(data, 'evaluate', keepLogits, async (batch) => {
+    const r = await bindings().evaluateBatch(model.nativeHandle, batch.views[0].handle, batch.labels.handle, keepLogits);
+    return { ...r, logits: r.logits ? new Tensor(r.logits) : undefined };
+  });
+  return { ...scores, loss: lossSum / scores.count };
 }
 
 /**

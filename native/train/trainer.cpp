@@ -221,15 +221,17 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
     loss = at::cross_entropy_loss(logits, target);
     const at::Tensor scores = logits.detach();
     hits = topk_hits(scores, scores.gather(1, target.unsqueeze(1)));
+    clock.mark("forward");
   } else {
     model_->train(true);
     if (teacher_) teacher_->eval();
     const at::Tensor query = student_->forward(inputs[0]);
     clock.mark("student");
+    nn::MoCo* moco = contrastive ? &dynamic_cast<nn::MoCo&>(*model_) : nullptr;
     at::Tensor target;
     if (contrastive) {
       at::NoGradGuard no_grad;
-      dynamic_cast<nn::MoCo&>(*model_).momentum_update(options_.momentum);
+      moco->momentum_update(options_.momentum);
       keys = encode_keys(inputs[1]);
       clock.mark("keys");
     }
@@ -242,8 +244,7 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
                   " does not match the student's ", query.sizes(), " (both need an MLP head of the same dim)");
     }
     if (contrastive) {
-      const std::vector<at::Tensor> nce =
-          ops::info_nce(query, keys, dynamic_cast<nn::MoCo&>(*model_).queue, options_.temperature);
+      const std::vector<at::Tensor> nce = ops::info_nce(query, keys, moco->queue, options_.temperature);
       contrastive_part = nce[0].detach();
       loss = nce[0] * options_.contrastive_weight;
       hits = topk_hits(nce[1], nce[1].narrow(1, 0, 1));  // the positive is column 0
@@ -254,7 +255,6 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
       loss = loss.defined() ? loss + part * options_.distill_weight : part * options_.distill_weight;
     }
   }
-  if (recipe == Recipe::Supervised) clock.mark("forward");
   {
     std::vector<at::Tensor> values = {loss.detach().reshape({1}).to(at::kDouble)};
     for (const at::Tensor* t : {&contrastive_part, &distill_part}) {
