@@ -2,15 +2,13 @@
 // Python needed), plus the PNG decode of those files (RGBA: alpha dropped).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 
 import { ImageFolder } from '../lib';
 import { writePng } from '../lib/report/png';
-import { repoRoot } from './helpers';
+import { repoRoot, tempDir } from './helpers';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-bench-data-'));
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('bench-data');
 
 const pictures = new Map<string, Uint8Array>();
 beforeAll(() => {

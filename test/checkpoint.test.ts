@@ -7,9 +7,9 @@ import * as os from 'os';
 import * as path from 'path';
 
 import { Checkpoint, OrderedDict, PyValue, Tensor, loadCheckpoint, saveCheckpoint, tensor } from '../lib';
-import { pythonWithTorch, repoRoot, runPython, values } from './helpers';
+import { pythonWithTorch, repoRoot, runPython, tempDir, values } from './helpers';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-checkpoint-'));
+const tmp = tempDir('checkpoint');
 const { python, reason } = pythonWithTorch();
 const cli = path.join(repoRoot, 'dist', 'cli.js');
 

@@ -3,16 +3,14 @@
 // smoke, bench-step, and one-line errors for bad flags.
 import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 
 import { Checkpoint, Tensor } from '../lib';
 import { readMetrics } from '../lib/report';
-import { pythonWithTorch, repoRoot } from './helpers';
+import { pythonWithTorch, repoRoot, tempDir } from './helpers';
 
 const cli = path.join(repoRoot, 'dist', 'cli.js');
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-cli-train-'));
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('cli-train');
 
 // A bounded run: a flag check that failed to trigger would otherwise start a long training.
 function run(...args: string[]) {

@@ -3,7 +3,6 @@
 // tensor functional, argument errors, closing with batches in flight, and Fashion-MNIST.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 
 import {
@@ -11,10 +10,9 @@ import {
   loadFashionMnist, tensor, transforms,
 } from '../lib';
 import { AugmentOptions, AugmentParams, TransformOp, dataTesting } from '../lib/data';
-import { pythonWithTorch, repoRoot, runPython } from './helpers';
+import { pythonWithTorch, repoRoot, runPython, tempDir } from './helpers';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-data-'));
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('data');
 
 // Deterministic pseudo-random bytes (xorshift32), so images are the same in every run.
 function bytes(n: number, seed: number): Uint8Array {

@@ -8,15 +8,14 @@ import * as os from 'os';
 import * as path from 'path';
 
 import { DataLoader, ImageFolder, Transform } from '../lib';
-import { repoRoot, runPython } from './helpers';
+import { repoRoot, runPython, tempDir } from './helpers';
 
 const python = process.env.S2BNN_PYTHON ?? '/usr/bin/python3';
 const hasPil = spawnSync(python, ['-c', 'import PIL, numpy'], { encoding: 'utf8' }).status === 0;
 if (!hasPil) console.warn(`decode tests skipped: ${python} cannot import PIL and numpy (install Debian's python3-pil)`);
 const describePil = hasPil ? describe : describe.skip;
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-decode-'));
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('decode');
 
 // PNGs of every color type, with PIL's decode (or, for 16 bits, the high byte) as the reference.
 const PNGS = String.raw`

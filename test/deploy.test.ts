@@ -3,14 +3,12 @@
 // bad files are refused with a message that names the problem; export and infer as a user runs them.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 
 import { Checkpoint, Model, PackedModel, Tensor, manualSeed, randn, rand, reactnetA, saveCheckpoint, tidy } from '../lib';
-import { relativeError, repoRoot } from './helpers';
+import { relativeError, repoRoot, tempDir } from './helpers';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-deploy-'));
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('deploy');
 
 /**
  * A ReActNet-A with every parameter and running statistic drawn at random, like a trained one:

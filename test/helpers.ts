@@ -1,9 +1,22 @@
 import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 
 import { Tensor, tensor, tidy } from '../lib';
 
 export const repoRoot = path.resolve(__dirname, '..');
+
+/**
+ * A fresh folder under the OS temp dir, removed when the calling test file finishes (the model
+ * suite alone writes 2.3 GB of checkpoints per run). Call it at a file's or describe's top level:
+ * it registers an afterAll hook.
+ */
+export function tempDir(name: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `s2bnn-${name}-`));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 /**
  * The Python with torch that parity tests use (Debian's /usr/bin/python3 with python3-torch),

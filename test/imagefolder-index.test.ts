@@ -3,13 +3,12 @@
 // is corrupt, truncated, foreign or for another root; an unwritable index never fails open().
 // Listing only: the image files are empty (nothing is decoded).
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 
 import { ImageFolder, defaultIndexPath } from '../lib';
+import { tempDir } from './helpers';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-index-'));
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('index');
 
 function touch(file: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });

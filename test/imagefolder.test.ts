@@ -8,15 +8,14 @@ import * as os from 'os';
 import * as path from 'path';
 
 import { DataLoader, ImageFolder, transforms } from '../lib';
-import { repoRoot, runPython } from './helpers';
+import { repoRoot, runPython, tempDir } from './helpers';
 
 const python = process.env.S2BNN_PYTHON ?? '/usr/bin/python3';
 const hasPil = spawnSync(python, ['-c', 'import PIL'], { encoding: 'utf8' }).status === 0;
 if (!hasPil) console.warn(`imagefolder tests skipped: ${python} cannot import PIL (install Debian's python3-pil)`);
 const describePil = hasPil ? describe : describe.skip;
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-imagefolder-'));
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('imagefolder');
 // The default index files (ImageFolderOptions.index) go with the trees, not into ~/.cache.
 process.env.S2BNN_CACHE_DIR = path.join(tmp, 'index-cache');
 

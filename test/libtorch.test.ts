@@ -1,18 +1,19 @@
 // The libtorch resolver shared by the build and the loader, and the loader's refusal to load an
 // addon against a libtorch other than the one it was built for.
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 
 import { checkLibtorch } from '../lib/native';
 import { readBuildInfo, native } from '../lib';
-import { repoRoot } from './helpers';
+import { repoRoot, tempDir } from './helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const { resolveLibtorch } = require(path.join(repoRoot, 'scripts', 'libtorch.js'));
 
+const tmp = tempDir('libtorch');
+
 function fakeLibtorch(version: string, cuda = false): string {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-libtorch-'));
+  const root = fs.mkdtempSync(path.join(tmp, 'root-'));
   fs.mkdirSync(path.join(root, 'share', 'cmake', 'Torch'), { recursive: true });
   fs.writeFileSync(path.join(root, 'share', 'cmake', 'Torch', 'TorchConfig.cmake'), '# fake\n');
   const versionDir = path.join(root, 'include', 'torch', 'csrc', 'api', 'include', 'torch');
@@ -34,7 +35,7 @@ describe('resolveLibtorch', () => {
   });
 
   test('a LIBTORCH that is not a libtorch is an error, not a silent fallback', () => {
-    const empty = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-empty-'));
+    const empty = fs.mkdtempSync(path.join(tmp, 'empty-'));
     expect(() => resolveLibtorch({ env: { LIBTORCH: empty }, ...quiet })).toThrow(
       /LIBTORCH=.* has no share\/cmake\/Torch\/TorchConfig.cmake[\s\S]*three ways/,
     );

@@ -3,15 +3,14 @@
 // directions through checkpoint files: eval and train outputs, BatchNorm running statistics after
 // one train forward, and every parameter gradient, max rel err <= 1e-4.
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 
 import {
   Checkpoint, Model, OrderedDict, Tensor, manualSeed, moco, randn, reactnetA, resnet, saveCheckpoint, setPackedTrainingForward, tensor, zeros,
 } from '../lib';
-import { pythonWithTorch, runPython, tensorError, values } from './helpers';
+import { pythonWithTorch, runPython, tempDir, tensorError, values } from './helpers';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-models-'));
+const tmp = tempDir('models');
 
 
 describe('ReActNet-A', () => {

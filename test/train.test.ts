@@ -2,7 +2,6 @@
 // (scripts/python/s2bnn_train.py), the optimizer state in torch.optim's layout, non-finite losses,
 // the loop's schedule, stop and resume, and the evaluation protocols.
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 
 import { Checkpoint, Model, Tensor, manualSeed, moco, randn, reactnetA, resnet, saveCheckpoint, setPackedTrainingForward, tensor, tidy } from '../lib';
@@ -11,7 +10,7 @@ import { NonFiniteLossError, OptimizerOptions, Recipe, Trainer } from '../lib/tr
 import { PretrainConfig, defaultConfig, pretrain, validateConfig } from '../lib/train/pretrain';
 import { evaluate, knnAccuracy, linearEvaluation, loadBackbone } from '../lib/train/evaluate';
 import { learningRate } from '../lib/train/schedule';
-import { pythonWithTorch, runPython, tensorError } from './helpers';
+import { pythonWithTorch, runPython, tempDir, tensorError } from './helpers';
 
 const maxAbs = (t: Tensor) => tidy(() => Number(t.to('float64').abs().max().item()));
 const maxAbsDiff = (a: Tensor, b: Tensor) => tidy(() => Number(a.to('float64').sub(b.to('float64')).abs().max().item()));
@@ -21,8 +20,7 @@ const mismatchFraction = (a: Tensor, b: Tensor, atol: number, rtol: number) =>
 
 
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-train-'));
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('train');
 const { python, reason } = pythonWithTorch();
 
 const studentSpec = { arch: 'reactnet-a', width: 0.25, inChannels: 1, stem: 'small' } as const;
