@@ -103,6 +103,42 @@ at::Tensor binary_conv2d_forward(const at::Tensor& x, const at::Tensor& w,
   return at::conv2d(input, weight, {}, stride, padding);
 }
 
+// oneDNN 2.6's weight gradient of a 3x3 convolution whose output plane is tiny runs at about
+// 30 GFLOP/s on a 2-core AVX-512 CPU (ReActNet-A's 1024-channel 3x3 at 2 x 2, batch 32: 166 ms),
+// where two BLAS GEMMs over the im2col matrix take 21 + 30 ms for both gradients. At 4 x 4 oneDNN
+// is fast again, and 1x1 kernels are faster in oneDNN (docs/step-benchmark.md).
+constexpr int64_t kMaxGemmBackwardPlane = 4;
+
+bool use_gemm_backward(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& weight) {
+  return input.device().is_cpu() && input.scalar_type() == at::kFloat && weight.size(2) * weight.size(3) > 1 &&
+         grad.size(2) * grad.size(3) <= kMaxGemmBackwardPlane;
+}
+
+// The convolution's gradients as GEMMs: one row per output position (n, oh, ow). grad_input =
+// col2im(grad_rows x W), grad_weight = grad_rows^T x im2col(input). Same sums as the convolution,
+// in another order (float rounding only).
+std::tuple<at::Tensor, at::Tensor> conv2d_backward_gemm(const at::Tensor& grad, const at::Tensor& input,
+                                                        const at::Tensor& weight, at::IntArrayRef stride,
+                                                        at::IntArrayRef padding, bool need_input, bool need_weight) {
+  const int64_t batch = input.size(0), out_channels = weight.size(0);
+  const int64_t positions = grad.size(2) * grad.size(3);
+  const int64_t patch = weight.numel() / out_channels;
+  const at::IntArrayRef kernel = weight.sizes().slice(2);
+  const int64_t dilation[2] = {1, 1};
+  const at::Tensor grad_rows = grad.permute({0, 2, 3, 1}).reshape({batch * positions, out_channels});
+  at::Tensor grad_input, grad_weight;
+  if (need_input) {
+    const at::Tensor columns = at::mm(grad_rows, weight.reshape({out_channels, patch}));
+    grad_input = at::col2im(columns.view({batch, positions, patch}).transpose(1, 2), input.sizes().slice(2), kernel,
+                            dilation, padding, stride);
+  }
+  if (need_weight) {
+    const at::Tensor columns = at::im2col(input, kernel, dilation, padding, stride);  // [N, patch, positions]
+    grad_weight = at::mm(grad_rows.t(), columns.transpose(1, 2).reshape({batch * positions, patch})).view(weight.sizes());
+  }
+  return {grad_input, grad_weight};
+}
+
 // Recomputes the binarized operands from x (and the bias) and w instead of keeping them alive
 // between forward and backward: sign(x + b) costs one pass over x, keeping it a whole activation.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_conv2d_backward_impl(
@@ -115,12 +151,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_conv2d_backward_impl(
   const int64_t dilation[2] = {1, 1};
   const int64_t output_padding[2] = {0, 0};
   const bool need_input_grad = output_mask[0] || output_mask[2];
-  auto grads = at::convolution_backward(grad.contiguous(input.suggest_memory_format()), input,
-                                        weight, at::OptionalIntArrayRef(), stride, padding,
-                                        dilation, false, output_padding, 1,
-                                        {need_input_grad, output_mask[1], false});
-  at::Tensor grad_x = std::get<0>(grads);
-  at::Tensor grad_w = std::get<1>(grads);
+  at::Tensor grad_x, grad_w;
+  if (use_gemm_backward(grad, input, weight)) {
+    std::tie(grad_x, grad_w) =
+        conv2d_backward_gemm(grad, input, weight.contiguous(), stride, padding, need_input_grad, output_mask[1]);
+  } else {
+    auto grads = at::convolution_backward(grad.contiguous(input.suggest_memory_format()), input, weight,
+                                          at::OptionalIntArrayRef(), stride, padding, dilation, false,
+                                          output_padding, 1, {need_input_grad, output_mask[1], false});
+    grad_x = std::get<0>(grads);
+    grad_w = std::get<1>(grads);
+  }
   at::Tensor grad_bias;
   if (need_input_grad && binarize_input) {
     if (has(input_bias)) {

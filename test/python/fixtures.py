@@ -55,12 +55,17 @@ cases.append(case('binarize_weight', lambda w: ref.binarize_weight(w), {'w': w},
 w2 = with_specials((torch.rand(5, 7) - 0.5) * 3, specials)
 cases.append(case('binarize_weight_2d', lambda w: ref.binarize_weight(w), {'w': w2}, ['w']))
 
-for (stride, padding, kernel, cin, cout) in [(1, 1, 3, 4, 4), (2, 1, 3, 4, 4), (1, 0, 1, 6, 6), (2, 0, 1, 5, 7)]:
+# 7 x 7 inputs; and inputs whose output plane is at most 2 x 2, where the CPU backward runs as
+# GEMMs over the im2col matrix instead of oneDNN (native/ops/library.cpp).
+for (stride, padding, kernel, cin, cout, size) in [(1, 1, 3, 4, 4, 7), (2, 1, 3, 4, 4, 7), (1, 0, 1, 6, 6, 7),
+                                                   (2, 0, 1, 5, 7, 7), (1, 1, 3, 6, 5, 2), (2, 1, 3, 4, 6, 4),
+                                                   (2, 1, 3, 5, 4, 3), (1, 1, 3, 4, 4, 1)]:
     for bin_in in (True, False):
         for bin_w in (True, False):
-            cx = torch.randn(2, cin, 7, 7)
+            cx = torch.randn(2, cin, size, size)
             cw = (torch.rand(cout, cin, kernel, kernel) - 0.5) * 2.4
             name = f'binary_conv2d_k{kernel}_s{stride}_p{padding}_in{int(bin_in)}_w{int(bin_w)}'
+            name += '' if size == 7 else f'_h{size}'
             cases.append(case(
                 name,
                 lambda x, w, s=stride, p=padding, bi=bin_in, bw=bin_w: ref.binary_conv2d(x, w, s, p, bi, bw),
