@@ -1,16 +1,18 @@
 // A whole pre-training step (student forward/backward, teacher forward, keys, Adam, queue) with
 // s2bnn's native Trainer vs the straightforward PyTorch step (scripts/python/s2bnn_train.py, the
-// way the reference code is written) on the same libtorch, in the same run: images/s and peak CPU
-// tensor memory (the same counting allocator on both sides).
-import { spawnSync } from 'child_process';
+// way the reference code is written) on the same libtorch, in the same run, the two sides taking
+// turns step by step: images/s and peak CPU tensor memory (the same counting allocator on both
+// sides).
+import { ChildProcessWithoutNullStreams, spawn } from 'child_process';
 import * as path from 'path';
+import * as readline from 'readline';
 
 import { memoryStats } from '../memory';
 import { Model, ResNetArch, moco, reactnetA, resnet } from '../models';
 import { opsLibraryPath } from '../native';
 import { getNumThreads, manualSeed, randn } from '../tensor';
 import { Trainer } from '../train/trainer';
-import { median, medianMsAsync } from './timing';
+import { median } from './timing';
 
 export type StepBenchRecipe = 'distill' | 'contrastive' | 'contrastive+distill';
 
@@ -54,7 +56,8 @@ export const DEFAULT_STEP_CASES: StepBenchCase[] = [
 const hasContrastive = (recipe: StepBenchRecipe) => recipe !== 'distill';
 const hasTeacher = (recipe: StepBenchRecipe) => recipe !== 'contrastive';
 
-async function measureOurs(c: StepBenchCase, steps: number, threads: number): Promise<StepFigure> {
+/** s2bnn's side of a case: the native Trainer with the same models, ready to step. */
+async function prepareOurs(c: StepBenchCase) {
   manualSeed(0);
   const student: Model = hasContrastive(c.recipe)
     ? moco({ arch: 'reactnet-a' }, { queueSize: c.queueSize ?? 65536 })
@@ -66,20 +69,59 @@ async function measureOurs(c: StepBenchCase, steps: number, threads: number): Pr
   }
   const trainer = new Trainer({ model: student, teacher, recipe: c.recipe, optimizer: { kind: 'adam', lr: 3e-4 }, timePhases: c.phases });
   const views = Array.from({ length: hasContrastive(c.recipe) ? 2 : 1 }, () => randn([c.batch, 3, c.size, c.size], { device: c.device }));
-  const phases: Record<string, number>[] = [];
-  const step = async () => {
+  const step = async (): Promise<TimedStep> => {
+    const t0 = process.hrtime.bigint();
     const result = await trainer.step(views);
-    if (result.phases) phases.push(result.phases);
+    return { ms: Number(process.hrtime.bigint() - t0) / 1e6, phaseMs: result.phases };
   };
   await step(); // optimizer state and allocator cache warm
-  phases.length = 0;
-  const ms = await medianMsAsync(step, steps);
-  const phaseMs = c.phases ? medianPhases(phases) : undefined;
-  const before = memoryStats(true);
-  await step();
-  const peakBytes = memoryStats(false).peak - before.current;
-  for (const v of views) v.dispose();
-  return { ...c, impl: 's2bnn', ms, imagesPerSecond: (1000 * c.batch) / ms, peakBytes, threads, phaseMs };
+  const peak = async () => {
+    const before = memoryStats(true);
+    await step();
+    return memoryStats(false).peak - before.current;
+  };
+  return { step, peak, dispose: () => views.forEach((v) => v.dispose()) };
+}
+
+interface TimedStep {
+  ms: number;
+  phaseMs?: Record<string, number>;
+}
+
+/** The Python reference step in a child process that runs one step per request (step_reference.py). */
+class PythonStep {
+  private readonly child: ChildProcessWithoutNullStreams;
+  private readonly pending: { resolve: (line: string) => void; reject: (e: Error) => void }[] = [];
+  private stderr = '';
+  private exited: Error | null = null;
+
+  constructor(python: string, c: StepBenchCase, threads: number) {
+    const script = path.resolve(__dirname, '..', '..', 'scripts', 'bench', 'step_reference.py');
+    this.child = spawn(python, [script, opsLibraryPath(), '0', String(threads)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stderr.on('data', (chunk) => (this.stderr += chunk));
+    readline.createInterface({ input: this.child.stdout }).on('line', (line) => this.pending.shift()?.resolve(line));
+    this.child.on('close', (code) => {
+      this.exited = new Error(`python reference benchmark failed (exit ${code}):\n${this.stderr}`);
+      for (const waiter of this.pending.splice(0)) waiter.reject(this.exited);
+    });
+    this.child.stdin.on('error', () => undefined); // a dead child is reported by 'close'
+    this.child.stdin.write(`${JSON.stringify(c)}\n`);
+  }
+
+  /** The next answer line, parsed (after `command`, if given). */
+  async request<T>(command?: string): Promise<T> {
+    if (this.exited) throw this.exited;
+    const line = new Promise<string>((resolve, reject) => this.pending.push({ resolve, reject }));
+    if (command) this.child.stdin.write(`${command}\n`);
+    return JSON.parse(await line) as T;
+  }
+
+  async close(): Promise<void> {
+    if (this.exited) return;
+    const closed = new Promise((resolve) => this.child.once('close', resolve));
+    this.child.stdin.end();
+    await closed;
+  }
 }
 
 export async function benchStep(
@@ -93,17 +135,27 @@ export async function benchStep(
     figures.push(f);
     options.onFigure?.(f);
   };
+  const figure = (c: StepBenchCase, impl: StepFigure['impl'], timed: TimedStep[], peakBytes: number): StepFigure => {
+    const ms = median(timed.map((t) => t.ms));
+    const phaseMs = c.phases ? medianPhases(timed.map((t) => t.phaseMs ?? {})) : undefined;
+    return { ...c, impl, ms, imagesPerSecond: (1000 * c.batch) / ms, peakBytes, threads, phaseMs };
+  };
   for (const c of cases) {
-    emit(await measureOurs(c, steps, threads));
-    if (options.python) {
-      const script = path.resolve(__dirname, '..', '..', 'scripts', 'bench', 'step_reference.py');
-      const res = spawnSync(options.python, [script, opsLibraryPath(), String(steps), String(threads)], {
-        input: JSON.stringify(c),
-        encoding: 'utf8',
-      });
-      if (res.status !== 0) throw new Error(`python reference benchmark failed:\n${res.stderr}`);
-      const { ms, peakBytes, phaseMs } = JSON.parse(res.stdout) as { ms: number; peakBytes: number; phaseMs?: Record<string, number> };
-      emit({ ...c, impl: 'python-reference', ms, imagesPerSecond: (1000 * c.batch) / ms, peakBytes, threads, phaseMs });
+    const ours = await prepareOurs(c);
+    const python = options.python ? new PythonStep(options.python, c, threads) : null;
+    try {
+      await python?.request(); // ready: models built, warm-up step done
+      // One step each in turn: a slow spell of the machine then slows both sides alike.
+      const timed: { ours: TimedStep[]; python: TimedStep[] } = { ours: [], python: [] };
+      for (let i = 0; i < steps; i++) {
+        timed.ours.push(await ours.step());
+        if (python) timed.python.push(await python.request<TimedStep>('step'));
+      }
+      emit(figure(c, 's2bnn', timed.ours, await ours.peak()));
+      if (python) emit(figure(c, 'python-reference', timed.python, (await python.request<{ peakBytes: number }>('peak')).peakBytes));
+    } finally {
+      ours.dispose();
+      await python?.close();
     }
   }
   return figures;

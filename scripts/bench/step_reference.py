@@ -1,8 +1,13 @@
 """Python side of `s2bnn bench-step`: the straightforward PyTorch pre-training step
-(scripts/python/s2bnn_train.py) with the reference models, timed over STEPS steps after one
-warm-up, with peak CPU tensor memory from the s2bnn counting allocator (cache limit 0: PyTorch
-keeps its own allocation behaviour).
-Usage: python3 step_reference.py LIBS2BNN_OPS STEPS THREADS < case.json
+(scripts/python/s2bnn_train.py) with the reference models, run one step at a time on request so
+that the caller can interleave it with its own steps (a machine whose speed drifts then slows
+both sides alike). Peak CPU tensor memory comes from the s2bnn counting allocator (cache limit 0:
+PyTorch keeps its own allocation behaviour).
+Usage: python3 step_reference.py LIBS2BNN_OPS 0 THREADS
+stdin: the case as one JSON line, then one command per line; each answer is one JSON line:
+  (after the case)  {"ready": true}            models built, one warm-up step done
+  step              {"ms": M, "phaseMs": {...}}  one timed step (phaseMs with case['phases'])
+  peak              {"peakBytes": B}           peak tensor memory of one more step
 """
 import json
 import os
@@ -16,8 +21,8 @@ import s2bnn_bench  # noqa: E402
 import s2bnn_models  # noqa: E402
 import s2bnn_train  # noqa: E402
 
-steps = int(s2bnn_bench.setup())
-case = json.load(sys.stdin)
+s2bnn_bench.setup()
+case = json.loads(sys.stdin.readline())
 recipe = case['recipe']
 torch.manual_seed(0)
 contrastive = recipe != 'distill'
@@ -38,7 +43,10 @@ step = s2bnn_train.Step(recipe, model, teacher, optimizer)
 views = [torch.randn(case['batch'], 3, case['size'], case['size'], device=device) for _ in range(2 if contrastive else 1)]
 sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
 
-phase_steps = []
+
+def answer(value):
+    sys.stdout.write(json.dumps(value) + '\n')
+    sys.stdout.flush()
 
 
 def timed_step():
@@ -49,26 +57,22 @@ def timed_step():
         sync()
         marks.append((phase, time.perf_counter()))
     step(views, mark=mark if case.get('phases') else (lambda phase: None))
+    sync()
+    result = {'ms': (time.perf_counter() - marks[0][1]) * 1e3}
     if case.get('phases'):
-        phase_steps.append({name: (t - marks[i][1]) * 1e3 for i, (name, t) in enumerate(marks[1:])})
+        result['phaseMs'] = {name: (t - marks[i][1]) * 1e3 for i, (name, t) in enumerate(marks[1:])}
+    return result
 
 
 timed_step()
-phase_steps.clear()
-times = []
-for _ in range(steps):
-    t0 = time.perf_counter()
-    timed_step()
-    sync()
-    times.append((time.perf_counter() - t0) * 1e3)
-times.sort()
-phase_ms = None
-if phase_steps:
-    phase_ms = {name: sorted(s[name] for s in phase_steps)[len(phase_steps) // 2] for name in phase_steps[0]}
-base = torch.ops.s2bnn.memory_stats(True)[0]
-step(views)
-peak = torch.ops.s2bnn.memory_stats(False)[1] - base
-result = {'ms': times[len(times) // 2], 'peakBytes': peak}
-if phase_ms is not None:
-    result['phaseMs'] = phase_ms
-print(json.dumps(result))
+answer({'ready': True})
+for line in sys.stdin:
+    command = line.strip()
+    if command == 'step':
+        answer(timed_step())
+    elif command == 'peak':
+        base = torch.ops.s2bnn.memory_stats(True)[0]
+        step(views)
+        answer({'peakBytes': torch.ops.s2bnn.memory_stats(False)[1] - base})
+    else:
+        raise SystemExit(f'step_reference.py: unknown command {command!r} (expected step or peak)')
