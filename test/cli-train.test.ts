@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { Checkpoint, Tensor } from '../lib';
+import { Checkpoint, PRESETS, Tensor } from '../lib';
 import { readMetrics } from '../lib/report';
 import { pythonWithTorch, repoRoot, tempDir } from './helpers';
 
@@ -104,6 +104,8 @@ describe('pretrain', () => {
       [['reproduce', '--preset', 'huge'], /--preset must be default, full, smoke; got 'huge'/],
       [['reproduce', '--rows', 'distill,simclr'], /--rows: unknown row 'simclr' \(expected moco-baseline, contrastive, contrastive\+distill, distill\)/],
       [['reproduce', '--teacher', '/nope.pth'], /--teacher: no such file '\/nope.pth'/],
+      [['reproduce', '--teacher-width', '32'], /--teacher-width must be at most 16 \(the widest ResNet-18 s2bnn builds\), got 32/],
+      [['reproduce', '--teacher', `${teacher}/checkpoint.pth`, '--teacher-epochs', '2'], /they do not go with --teacher CKPT/],
     ];
     for (const [args, message] of cases) {
       const r = run(...args);
@@ -210,6 +212,16 @@ test('reproduce --preset smoke runs the whole experiment and writes the JSON tab
   const config = JSON.parse(fs.readFileSync(path.join(out, 'contrastive-distill-step2', 'config.json'), 'utf8'));
   expect([config.epochs, config.distillTemperature, config.distillWeight, config.contrastiveWeight]).toEqual([1, 0.5, 2, 1]);
   expect(again.stdout).toMatch(/Students changed from the preset: \{"epochs":1,"distillTemperature":0.5,"distillWeight":2\}/);
+
+  // A changed teacher: what the students learn from.
+  const withTeacher = path.join(tmp, 'reproduce-teacher');
+  const third = run('reproduce', '--preset', 'smoke', '--out', withTeacher, '--json', json, '--rows', 'distill', '--student-epochs', '1',
+    '--teacher-epochs', '2', '--teacher-width', '0.25');
+  expect([third.code, third.stderr]).toEqual([0, expect.stringContaining('teacher: moco-v2, resnet18, width 0.25, 2 epochs')]);
+  expect(JSON.parse(fs.readFileSync(json, 'utf8')).teacherChanges).toEqual({ epochs: 2, width: 0.25 });
+  const teacherConfig = JSON.parse(fs.readFileSync(path.join(withTeacher, 'teacher', 'config.json'), 'utf8'));
+  expect([teacherConfig.epochs, teacherConfig.width, teacherConfig.lr]).toEqual([2, 0.25, PRESETS.smoke.teacher.lr]);
+  expect(third.stdout).toMatch(/Teacher changed from the preset: \{"epochs":2,"width":0.25\}/);
 });
 
 test('bench-step measures the native step against the PyTorch step', () => {

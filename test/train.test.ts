@@ -399,6 +399,13 @@ describe('training loop', () => {
     expect(result.top5).toBe(100);
     expect(tensorError(classifier.stateDict().get('feature.3.bn1.running_mean')!, backboneBefore)).toBe(0);
     expect(tensorError(classifier.stateDict().get('feature.3.binary_3x3.weight')!, weightBefore)).toBe(0);
+    // An abort (SIGINT / SIGTERM in the CLI) stops the linear training after the step in flight.
+    const stop = new AbortController();
+    const stopped = await linearEvaluation({
+      model: reactnetA({ ...studentSpec, numClasses: 2 }), train: make(32, 1), test: make(32, 2), epochs: 30, signal: stop.signal,
+      onStepEnd: () => stop.abort(),
+    });
+    expect([stopped.fit.completed, stopped.fit.history.length]).toEqual([false, 1]);
     const again = await evaluate(classifier, make(32, 2), { keepLogits: true });
     expect(again.top1).toBeCloseTo(result.top1);
     expect(again.logits!.shape).toEqual([32, 2]);

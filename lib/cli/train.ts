@@ -11,7 +11,7 @@ import { evaluate, extractFeatures, fineTune, knnAccuracy, labelFraction, linear
 import { Position } from '../train/loop';
 import { Arch, PRETRAIN_RECIPES, PretrainConfig, PretrainRecipe, defaultConfig, pretrain, recipeDefaults, usesMoco, usesTeacher } from '../train/pretrain';
 import { RunReporter } from '../train/report';
-import { PRESETS, REPRODUCE_ROWS, ReproduceRow, formatReproduceTable, reproduce } from '../train/reproduce';
+import { PRESETS, REPRODUCE_ROWS, ReproduceRow, TeacherChanges, formatReproduceTable, reproduce } from '../train/reproduce';
 import { SCHEDULES } from '../train/schedule';
 import { classifierFor, encoderSpec, headClasses } from '../train/specs';
 import { native } from '../native';
@@ -415,12 +415,15 @@ export const REPRODUCE_USAGE = `  reproduce [options]           the paper's expe
                                 of an earlier run) instead of pre-training a teacher
       --rows LIST               comma-separated subset of moco-baseline,contrastive,contrastive+distill,distill
       --student-epochs N --wd X --distill-temperature X --contrastive-weight X --distill-weight X
-                                change every student row (the knobs to study at small scale)`;
+                                change every student row (the knobs to study at small scale)
+      --teacher-epochs N --teacher-width X
+                                change the teacher the run pre-trains (not with --teacher)`;
 
 export async function reproduceCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     ...COMMON, preset: 'string', out: 'string', json: 'string', teacher: 'string', rows: 'string', 'student-epochs': 'number',
     'distill-temperature': 'number', 'contrastive-weight': 'nonnegative', 'distill-weight': 'nonnegative', wd: 'nonnegative',
+    'teacher-epochs': 'number', 'teacher-width': 'number',
   });
   const presetName = choice(flags, 'preset', Object.keys(PRESETS), 'default');
   const preset = PRESETS[presetName];
@@ -439,6 +442,17 @@ export async function reproduceCommand(args: string[]): Promise<void> {
     if (value !== undefined) student[key] = value;
   }
   const teacher = existingFile(flags, 'teacher');
+  const teacherChanges: TeacherChanges = {};
+  const teacherEpochs = positiveInteger(flags, 'teacher-epochs');
+  if (teacherEpochs !== undefined) teacherChanges.epochs = teacherEpochs;
+  const teacherWidth = optionalNumber(flags, 'teacher-width');
+  if (teacherWidth !== undefined) {
+    if (teacherWidth > 16) throw new UsageError(`--teacher-width must be at most 16 (the widest ResNet-18 s2bnn builds), got ${teacherWidth}`);
+    teacherChanges.width = teacherWidth;
+  }
+  if (teacher !== undefined && Object.keys(teacherChanges).length > 0) {
+    throw new UsageError('--teacher-epochs and --teacher-width change the teacher the run trains; they do not go with --teacher CKPT');
+  }
   const dataset = await data(flags);
   const out = optionalString(flags, 'out') ?? path.join('runs', `reproduce-${presetName}`);
   const jsonFile = optionalString(flags, 'json');
@@ -456,6 +470,7 @@ export async function reproduceCommand(args: string[]): Promise<void> {
       teacher,
       rows,
       student,
+      teacherChanges,
       signal: stops.signal,
       log: (message) => process.stderr.write(`s2bnn reproduce: ${message}\n`),
       reporter: (phase, info) => {

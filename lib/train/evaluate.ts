@@ -226,6 +226,8 @@ export interface LinearEvalOptions {
   /** Evaluate on `test` after every this many epochs (default: only at the end). */
   evalEvery?: number;
   onEvaluation?: (epoch: number, result: Accuracy) => void;
+  /** Aborting stops training after the step in flight; the result then has `fit.completed` false. */
+  signal?: AbortSignal;
   /**
    * Train the Linear on standardized features (per-feature mean and std over one pass of
    * `train`), then fold the standardization into it: the same classifier family, but SGD at lr
@@ -278,6 +280,7 @@ export async function linearEvaluation(options: LinearEvalOptions): Promise<Line
     data: options.train,
     epochs,
     schedule,
+    signal: options.signal,
     onStepEnd: options.onStepEnd,
     onEpochEnd: async (info) => {
       model.eval();

@@ -109,8 +109,12 @@ export interface ReproduceResult {
   teacherTop5: number;
   /** The changes made to every student row's config (ReproduceOptions.student), if any. */
   studentChanges?: Partial<PretrainConfig>;
+  /** The changes made to the teacher's pre-training (ReproduceOptions.teacherChanges), if any. */
+  teacherChanges?: TeacherChanges;
   seconds: number;
 }
+
+export type TeacherChanges = Partial<Pick<ReproducePreset['teacher'], 'epochs' | 'width'>>;
 
 export interface ReproduceOptions {
   preset: ReproducePreset;
@@ -122,6 +126,8 @@ export interface ReproduceOptions {
   /** A real-valued MoCo v2 ResNet-18 checkpoint to use as the teacher instead of pre-training one
    * (it is still linearly evaluated for the table). */
   teacher?: string;
+  /** Changes to the teacher the run pre-trains (teacher quality is what the students learn from). */
+  teacherChanges?: TeacherChanges;
   /** The rows to run, in this order (default: all four). */
   rows?: ReproduceRow[];
   /** Changes to every student row's pre-training config (e.g. the distillation temperature, the
@@ -198,8 +204,9 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
     try {
       const result = await linearEvaluation({
         model, train: trainLoader, test: testLoader, epochs: preset.lincls.epochs, lr: preset.lincls.lr,
-        onStepEnd: hooks.onStepEnd, onEpochEnd: hooks.onEpochEnd,
+        onStepEnd: hooks.onStepEnd, onEpochEnd: hooks.onEpochEnd, signal: options.signal,
       });
+      if (!result.fit.completed) throw new Error(`${phase} linear evaluation was stopped`);
       log(`${phase}: linear evaluation top-1 ${result.top1.toFixed(2)}, top-5 ${result.top5.toFixed(2)}`);
       return { top1: result.top1, top5: result.top5 };
     } finally {
@@ -210,9 +217,9 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   };
 
   fs.mkdirSync(options.out, { recursive: true });
-  const teacherConfig = defaultConfig('moco-v2', {
-    ...base, arch: 'resnet18', width: preset.teacher.width, epochs: preset.teacher.epochs, lr: preset.teacher.lr,
-  });
+  const teacherChanges = options.teacherChanges && Object.keys(options.teacherChanges).length > 0 ? options.teacherChanges : undefined;
+  if (teacherChanges && options.teacher !== undefined) throw new Error('teacher changes apply to a teacher the run trains, not to a given teacher checkpoint');
+  const teacherConfig = defaultConfig('moco-v2', { ...base, arch: 'resnet18', ...preset.teacher, ...teacherChanges });
   if (options.teacher !== undefined && !fs.existsSync(options.teacher)) throw new Error(`teacher checkpoint ${options.teacher} does not exist`);
   const teacherFile = options.teacher ?? (await runPretrain('teacher', teacherConfig));
   const teacher = await runLinear('teacher', teacherFile);
@@ -244,7 +251,10 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
     rows.push({ recipe: row, top1: accuracy.top1, top5: accuracy.top5, paperTop1: PAPER_TOP1[row], seconds: (Date.now() - rowStarted) / 1000 });
   }
   const studentChanges = options.student && Object.keys(options.student).length > 0 ? options.student : undefined;
-  return { preset: preset.name, dataset: data.name, rows, teacherTop1: teacher.top1, teacherTop5: teacher.top5, studentChanges, seconds: (Date.now() - started) / 1000 };
+  return {
+    preset: preset.name, dataset: data.name, rows, teacherTop1: teacher.top1, teacherTop5: teacher.top5, studentChanges, teacherChanges,
+    seconds: (Date.now() - started) / 1000,
+  };
 }
 
 export function formatReproduceTable(result: ReproduceResult): string {
@@ -257,5 +267,6 @@ export function formatReproduceTable(result: ReproduceResult): string {
   }
   lines.push(`| real-valued teacher (ResNet-18, MoCo v2) | ${result.teacherTop1.toFixed(2)} | ${result.teacherTop5.toFixed(2)} | 71.1 (ResNet-50) | |`);
   if (result.studentChanges) lines.push('', `Students changed from the preset: ${JSON.stringify(result.studentChanges)}`);
+  if (result.teacherChanges) lines.push('', `Teacher changed from the preset: ${JSON.stringify(result.teacherChanges)}`);
   return lines.join('\n');
 }
