@@ -31,9 +31,11 @@ void MoCo::enqueue(const at::Tensor& keys) {
   const int64_t batch = keys.size(0), size = queue.size(1);
   TORCH_CHECK(size % batch == 0, "moco: the queue size K (", size, ") must be a multiple of the batch (", batch, ")");
   torch::NoGradGuard no_grad;
-  const int64_t ptr = queue_ptr.item<int64_t>();
-  queue.narrow(1, ptr, batch).copy_(keys.detach().t());
-  queue_ptr.fill_((ptr + batch) % size);
+  // The write position stays on the queue's device: reading it back would make every step wait
+  // for the GPU to finish before the next one can be queued.
+  const at::Tensor columns = (queue_ptr.reshape({1}).to(at::kLong) + at::arange(batch, queue_ptr.options().dtype(at::kLong))) % size;
+  queue.index_copy_(1, columns, keys.detach().t().to(queue.scalar_type()));
+  queue_ptr.add_(batch).remainder_(size);
 }
 
 }  // namespace s2bnn::nn
