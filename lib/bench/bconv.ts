@@ -8,6 +8,7 @@
 // Each: the median of `repeats` runs (and the minimum, for noisy shared machines).
 import { ops, reference } from '../ops';
 import { Tensor, getNumThreads, manualSeed, noGrad, randn, setNumThreads } from '../tensor';
+import { median } from './timing';
 
 export interface BconvShape {
   /** Input channels (= output channels in ReActNet-A's binary convs). */
@@ -92,8 +93,7 @@ function time(run: () => void, repeats: number): { median: number; min: number }
     run();
     samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
-  samples.sort((a, b) => a - b);
-  return { median: samples[Math.floor(samples.length / 2)], min: samples[0] };
+  return { median: median(samples), min: Math.min(...samples) };
 }
 
 export function benchBconv(options: BconvBenchOptions = {}): BconvFigure[] {
