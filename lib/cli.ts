@@ -7,9 +7,10 @@ import { benchOps, findPythonWithTorch, formatTable, Figure } from './bench/ops'
 import { benchStep, formatPhaseTable, formatStepTable, StepBenchRecipe, StepFigure } from './bench/step';
 import { Checkpoint, CheckpointFormat, formatForPath } from './checkpoint';
 import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native';
+import { TEACHER_PRECISIONS } from './train/pretrain';
 import { getNumThreads, setNumThreads } from './tensor';
 import { BENCH_DATA_USAGE, benchDataCommand } from './cli/bench-data';
-import { Flags, UsageError, parseFlags, positiveInteger } from './cli/flags';
+import { Flags, UsageError, choice, parseFlags, positiveInteger } from './cli/flags';
 import { DEPLOY_USAGE, exportCommand, inferCommand } from './cli/deploy';
 import { BENCH_BCONV_USAGE, benchBconvCommand } from './cli/bench';
 import { REPRODUCE_USAGE, TRAIN_USAGE, evalCommand, finetuneCommand, knnCommand, linclsCommand, pretrainCommand, reproduceCommand } from './cli/train';
@@ -45,6 +46,7 @@ ${DEPLOY_USAGE}
       --recipe distill|contrastive|contrastive+distill   (default distill)
       --batch-size N --size N   one case (default: 8 x 224 and 32 x 64)
       --teacher-arch resnet18|resnet34|resnet50          (default resnet50)
+      --teacher-precision float32|bfloat16   the teacher's arithmetic, on both sides (default float32)
       --steps N                 timed steps after one warm-up (default 5)
       --phases                  also time each phase (student, keys, teacher, loss, backward,
                                 optimizer) on both sides and print where the time goes
@@ -181,7 +183,7 @@ function benchModelCommand(args: string[]): void {
 async function benchStepCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     recipe: 'string', 'batch-size': 'number', size: 'number', 'teacher-arch': 'string', steps: 'number', device: 'string',
-    threads: 'number', 'no-python': 'boolean', json: 'boolean', phases: 'boolean',
+    threads: 'number', 'no-python': 'boolean', json: 'boolean', phases: 'boolean', 'teacher-precision': 'string',
   });
   const threads = positiveInteger(flags, 'threads');
   if (threads !== undefined) setNumThreads(threads);
@@ -197,9 +199,11 @@ async function benchStepCommand(args: string[]): Promise<void> {
   const shapes = batch !== undefined || size !== undefined ? [[batch ?? 8, size ?? 224]] : [[8, 224], [32, 64]];
   const python = flags['no-python'] ? null : findPythonWithTorch();
   const json = flags.json === true;
+  const teacherPrecision = choice(flags, 'teacher-precision', TEACHER_PRECISIONS, 'float32');
   const figures = await benchStep({
     cases: shapes.map(([b, s]) => ({
       recipe: recipe as StepBenchRecipe, batch: b, size: s, teacherArch: teacherArch as 'resnet50', device, phases: flags.phases === true,
+      teacherPrecision,
     })),
     steps: positiveInteger(flags, 'steps'),
     python,

@@ -53,8 +53,8 @@ export { fit, TrainingError } from './train/loop';
 export type { BatchSource, BatchLike, Position, StepInfo, EpochInfo, FitOptions, FitResult, Callback } from './train/loop';
 export { learningRate, parseSchedule, SCHEDULES } from './train/schedule';
 export type { Schedule, ScheduleName } from './train/schedule';
-export { pretrain, defaultConfig, recipeDefaults, buildStudent, loadTeacher, PRETRAIN_RECIPES } from './train/pretrain';
-export type { PretrainConfig, PretrainRecipe, PretrainOptions, PretrainResult, Arch } from './train/pretrain';
+export { pretrain, defaultConfig, recipeDefaults, buildStudent, loadTeacher, PRETRAIN_RECIPES, TEACHER_PRECISIONS } from './train/pretrain';
+export type { PretrainConfig, PretrainRecipe, PretrainOptions, PretrainResult, Arch, TeacherPrecision } from './train/pretrain';
 export {
   evaluate, extractFeatures, knnAccuracy, knnEvaluate, linearEvaluation, loadBackbone, featureStatistics, fineTune, labelFraction,
 } from './train/evaluate';

@@ -104,6 +104,7 @@ describe('pretrain', () => {
       [['reproduce', '--preset', 'huge'], /--preset must be default, full, smoke; got 'huge'/],
       [['reproduce', '--rows', 'distill,simclr'], /--rows: unknown row 'simclr' \(expected moco-baseline, contrastive, contrastive\+distill, distill\)/],
       [['reproduce', '--teacher', '/nope.pth'], /--teacher: no such file '\/nope.pth'/],
+      [['pretrain', '--recipe', 'moco-v2', '--teacher-precision', 'fp16'], /--teacher-precision must be float32, bfloat16; got 'fp16'/],
       [['reproduce', '--teacher-width', '32'], /--teacher-width must be at most 16 \(the widest ResNet-18 s2bnn builds\), got 32/],
       [['reproduce', '--teacher', `${teacher}/checkpoint.pth`, '--teacher-epochs', '2'], /they do not go with --teacher CKPT/],
     ];

@@ -8,7 +8,7 @@ import { Checkpoint, Model, Tensor, manualSeed, moco, randn, reactnetA, resnet, 
 import { BatchLike, BatchSource, fit } from '../lib/train/loop';
 import { NonFiniteLossError, OptimizerOptions, Recipe, Trainer } from '../lib/train/trainer';
 import { PretrainConfig, defaultConfig, pretrain, validateConfig } from '../lib/train/pretrain';
-import { evaluate, knnAccuracy, linearEvaluation, loadBackbone } from '../lib/train/evaluate';
+import { evaluate, extractFeatures, knnAccuracy, linearEvaluation, loadBackbone } from '../lib/train/evaluate';
 import { learningRate } from '../lib/train/schedule';
 import { pythonWithTorch, runPython, tempDir, tensorError } from './helpers';
 
@@ -133,6 +133,47 @@ describe('Trainer', () => {
     expect((error as Error).message).toMatch(/non-finite loss nan at step 1 \(distill; distill nan\); the trained weights are those of the step before/);
     expect(tensorError(student.stateDict().get('feature.0.conv1.weight')!, weight)).toBe(0);
     expect(trainer.steps).toBe(0);
+  });
+
+  test('a bfloat16 teacher: cast in place, its outputs and the distillation loss within bfloat16 rounding of float', async () => {
+    manualSeed(5);
+    const reference = resnet('resnet18', teacherSpec);
+    const copyOf = (model: Model, make: () => Model) => {
+      const copy = make();
+      copy.loadStateDict(model.stateDict());
+      return copy;
+    };
+    const student = reactnetA({ ...studentSpec, head: 'mlp', mlpDim: 32 });
+    const images = randn([8, 1, 16, 16]);
+    const loss: Record<string, number> = {};
+    const teachers: Record<string, Model> = {};
+    for (const teacherDtype of ['float32', 'bfloat16'] as const) {
+      teachers[teacherDtype] = copyOf(reference, () => resnet('resnet18', teacherSpec));
+      const trainer = new Trainer({
+        model: copyOf(student, () => reactnetA({ ...studentSpec, head: 'mlp', mlpDim: 32 })), teacher: teachers[teacherDtype],
+        recipe: 'distill', optimizer: { kind: 'adam', lr: 1e-3 }, teacherDtype,
+      });
+      loss[teacherDtype] = (await trainer.step([images])).loss;
+    }
+    expect(teachers.bfloat16.stateDict().get('layer1.0.conv1.weight')!.dtype).toBe('bfloat16');
+    expect(teachers.float32.stateDict().get('layer1.0.conv1.weight')!.dtype).toBe('float32');
+    // The cast teacher still takes float images in evaluation (the calibration plots use it).
+    const batches: BatchSource = {
+      batchesPerEpoch: 1,
+      async *epoch() {
+        yield { views: [images], labels: tensor(new BigInt64Array(8)), dispose: () => undefined };
+      },
+    };
+    const outputs = await Promise.all(['float32', 'bfloat16'].map((d) => extractFeatures(teachers[d], batches, { head: true })));
+    expect(outputs[1].features.dtype).toBe('float32');
+    const difference = maxAbsDiff(outputs[0].features, outputs[1].features);
+    expect(difference).toBeGreaterThan(0);
+    expect(difference).toBeLessThan(2e-2);
+    expect(Math.abs(loss.bfloat16 - loss.float32)).toBeLessThan(1e-3 * loss.float32);
+    expect(() => new Trainer({ model: student, teacher: reference, recipe: 'distill', optimizer: { kind: 'adam', lr: 1e-3 }, teacherDtype: 'float16' as 'bfloat16' })).toThrow(
+      /teacherDtype must be float32 or bfloat16, got 'float16'/,
+    );
+    expect(() => validateConfig(defaultConfig('distill', { teacherPrecision: 'half' as 'bfloat16' }))).toThrow(/teacherPrecision must be float32 or bfloat16, got 'half'/);
   });
 
   test('the optimizer state round-trips in torch.optim layout', async () => {

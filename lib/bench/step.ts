@@ -11,6 +11,7 @@ import { memoryStats } from '../memory';
 import { Model, ResNetArch, moco, reactnetA, resnet } from '../models';
 import { opsLibraryPath } from '../native';
 import { getNumThreads, manualSeed, randn } from '../tensor';
+import { TeacherPrecision } from '../train/pretrain';
 import { Trainer } from '../train/trainer';
 import { median } from './timing';
 
@@ -27,6 +28,8 @@ export interface StepBenchCase {
   device?: 'cpu' | 'cuda';
   /** Also time each phase of the step (on a GPU each phase then ends with a device sync). */
   phases?: boolean;
+  /** The teacher's arithmetic on both sides (default float32). */
+  teacherPrecision?: TeacherPrecision;
 }
 
 export interface StepFigure extends StepBenchCase {
@@ -67,7 +70,9 @@ async function prepareOurs(c: StepBenchCase) {
     student.to('cuda');
     teacher?.to('cuda');
   }
-  const trainer = new Trainer({ model: student, teacher, recipe: c.recipe, optimizer: { kind: 'adam', lr: 3e-4 }, timePhases: c.phases });
+  const trainer = new Trainer({
+    model: student, teacher, recipe: c.recipe, optimizer: { kind: 'adam', lr: 3e-4 }, timePhases: c.phases, teacherDtype: c.teacherPrecision,
+  });
   const views = Array.from({ length: hasContrastive(c.recipe) ? 2 : 1 }, () => randn([c.batch, 3, c.size, c.size], { device: c.device }));
   const step = async (): Promise<TimedStep> => {
     const t0 = process.hrtime.bigint();

@@ -9,7 +9,9 @@ import { ResNetArch } from '../models';
 import { writeCalibrationPlots } from '../train/calibration';
 import { evaluate, extractFeatures, fineTune, knnAccuracy, labelFraction, linearEvaluation, loadBackbone } from '../train/evaluate';
 import { Position } from '../train/loop';
-import { Arch, PRETRAIN_RECIPES, PretrainConfig, PretrainRecipe, defaultConfig, pretrain, recipeDefaults, usesMoco, usesTeacher } from '../train/pretrain';
+import {
+  Arch, PRETRAIN_RECIPES, PretrainConfig, PretrainRecipe, TEACHER_PRECISIONS, defaultConfig, pretrain, recipeDefaults, usesMoco, usesTeacher,
+} from '../train/pretrain';
 import { RunReporter } from '../train/report';
 import { PRESETS, REPRODUCE_ROWS, ReproduceRow, TeacherChanges, formatReproduceTable, reproduce } from '../train/reproduce';
 import { SCHEDULES } from '../train/schedule';
@@ -26,6 +28,8 @@ export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-
       --init CKPT               start from a (step-1) checkpoint
       --teacher CKPT            frozen real-valued teacher (distillation recipes)
       --teacher-arch A          resnet18|resnet34|resnet50 (default resnet50)
+      --teacher-precision float32|bfloat16   the teacher's arithmetic (default float32; bfloat16 is
+                                about 2.3x faster on CPUs with AVX-512 BF16, outputs move by ~2e-3)
       --data fashion-mnist|DIR  dataset: the built-in default, or DIR/train + DIR/val ImageFolders
       --size N                  image side (default 28 for fashion-mnist, 224 for folders)
       --epochs N --batch-size N --lr X --wd X --schedule linear|cosine|step|constant
@@ -111,6 +115,7 @@ export async function pretrainCommand(args: string[]): Promise<number> {
     epochs: 'number', 'batch-size': 'number', lr: 'number', wd: 'nonnegative', schedule: 'string', temperature: 'number',
     'distill-temperature': 'number', 'queue-size': 'number', 'moco-momentum': 'nonnegative', dim: 'number', 'key-groups': 'number',
     'contrastive-weight': 'nonnegative', 'distill-weight': 'nonnegative', width: 'number', out: 'string', resume: 'boolean',
+    'teacher-precision': 'string',
   });
   const recipe = choice(flags, 'recipe', PRETRAIN_RECIPES, 'distill');
   const arch = choice(flags, 'arch', ['reactnet-a', 'resnet18', 'resnet34', 'resnet50'] as const, 'reactnet-a');
@@ -136,6 +141,7 @@ export async function pretrainCommand(args: string[]): Promise<number> {
     schedule: choice(flags, 'schedule', SCHEDULES, defaults.schedule),
     temperature: optionalNumber(flags, 'temperature') ?? 0.2,
     distillTemperature: optionalNumber(flags, 'distill-temperature') ?? 0.2,
+    teacherPrecision: choice(flags, 'teacher-precision', TEACHER_PRECISIONS, 'float32'),
     contrastiveWeight: optionalNumber(flags, 'contrastive-weight') ?? 1,
     distillWeight: optionalNumber(flags, 'distill-weight') ?? 1,
     queueSize: positiveInteger(flags, 'queue-size') ?? 65536,
@@ -416,6 +422,7 @@ export const REPRODUCE_USAGE = `  reproduce [options]           the paper's expe
       --rows LIST               comma-separated subset of moco-baseline,contrastive,contrastive+distill,distill
       --student-epochs N --wd X --distill-temperature X --contrastive-weight X --distill-weight X
                                 change every student row (the knobs to study at small scale)
+      --teacher-precision float32|bfloat16   the frozen teacher's arithmetic in the student rows
       --teacher-epochs N --teacher-width X
                                 change the teacher the run pre-trains (not with --teacher)`;
 
@@ -423,7 +430,7 @@ export async function reproduceCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     ...COMMON, preset: 'string', out: 'string', json: 'string', teacher: 'string', rows: 'string', 'student-epochs': 'number',
     'distill-temperature': 'number', 'contrastive-weight': 'nonnegative', 'distill-weight': 'nonnegative', wd: 'nonnegative',
-    'teacher-epochs': 'number', 'teacher-width': 'number',
+    'teacher-epochs': 'number', 'teacher-width': 'number', 'teacher-precision': 'string',
   });
   const presetName = choice(flags, 'preset', Object.keys(PRESETS), 'default');
   const preset = PRESETS[presetName];
@@ -441,6 +448,7 @@ export async function reproduceCommand(args: string[]): Promise<void> {
     const value = optionalNumber(flags, flag);
     if (value !== undefined) student[key] = value;
   }
+  if (flags['teacher-precision'] !== undefined) student.teacherPrecision = choice(flags, 'teacher-precision', TEACHER_PRECISIONS, 'float32');
   const teacher = existingFile(flags, 'teacher');
   const teacherChanges: TeacherChanges = {};
   const teacherEpochs = positiveInteger(flags, 'teacher-epochs');

@@ -44,6 +44,12 @@ export interface TrainerOptions {
   momentum?: number;
   contrastiveWeight?: number;
   distillWeight?: number;
+  /**
+   * The frozen teacher's weights and arithmetic (default float32). bfloat16 runs its forward about
+   * 2.3x faster on a CPU with AVX-512 BF16 and moves its outputs by about 2e-3; the trainer casts
+   * the teacher in place (evaluate and extractFeatures still accept float images for it).
+   */
+  teacherDtype?: 'float32' | 'bfloat16';
   /** Sub-batches the shuffled key batch is encoded in (single-device shuffle BN; default 8). */
   keyGroups?: number;
   /** Seeds the per-step key permutation (with the step count). */
@@ -135,6 +141,7 @@ export class Trainer {
       featureMean: options.featureMean?.handle,
       featureStd: options.featureStd?.handle,
       timePhases: options.timePhases,
+      teacherDtype: options.teacherDtype,
     });
   }
 

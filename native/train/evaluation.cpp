@@ -7,9 +7,12 @@
 namespace s2bnn::train {
 namespace {
 
-at::Device device_of(nn::Model& model) {
+// Where and in which floating type the model computes (a trainer may have cast a frozen teacher
+// to bfloat16); inputs are converted to it and outputs come back as float.
+at::TensorOptions input_options_of(nn::Model& model) {
   const auto params = model.parameters();
-  return params.empty() ? at::Device(at::kCPU) : params.front().device();
+  if (params.empty()) return at::TensorOptions().dtype(at::kFloat);
+  return at::TensorOptions().device(params.front().device()).dtype(params.front().scalar_type());
 }
 
 }  // namespace
@@ -19,8 +22,9 @@ EvalResult evaluate_batch(nn::Model& model, const at::Tensor& images, const at::
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == images.size(0), "evaluate: labels must be [", images.size(0),
               "], got ", labels.sizes());
   at::NoGradGuard no_grad;
-  const at::Device device = device_of(model);
-  const at::Tensor logits = model.forward(images.to(device, at::kFloat, true));
+  const at::TensorOptions input = input_options_of(model);
+  const at::Device device = input.device();
+  const at::Tensor logits = model.forward(images.to(input, true)).to(at::kFloat);
   TORCH_CHECK(logits.dim() == 2, "evaluate: the model must end in a linear head (logits [N, C]), got ", logits.sizes());
   const at::Tensor target = labels.to(device, at::kLong, true);
   TORCH_CHECK(target.numel() == 0 || (target.min().item<int64_t>() >= 0 && target.max().item<int64_t>() < logits.size(1)),
@@ -36,8 +40,8 @@ EvalResult evaluate_batch(nn::Model& model, const at::Tensor& images, const at::
 at::Tensor extract_features(nn::Model& model, const at::Tensor& images, bool normalize, bool head) {
   TORCH_CHECK(images.dim() == 4, "features: images must be [N, C, H, W], got ", images.sizes());
   at::NoGradGuard no_grad;
-  const at::Tensor input = images.to(device_of(model), at::kFloat, true);
-  at::Tensor features = head ? model.forward(input) : model.features(input);
+  const at::Tensor input = images.to(input_options_of(model), true);
+  at::Tensor features = (head ? model.forward(input) : model.features(input)).to(at::kFloat);
   if (normalize) features = features / features.norm(2, 1, true).clamp_min(1e-12);
   return features.to(at::kCPU).contiguous();
 }

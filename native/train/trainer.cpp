@@ -80,9 +80,24 @@ Trainer::Trainer(nn::ModelPtr model, nn::ModelPtr teacher, TrainerOptions option
   TORCH_CHECK(options_.key_groups >= 1, "trainer: keyGroups must be >= 1");
   student_ = moco && options_.recipe != Recipe::Supervised ? moco->encoder_q.get() : model_.get();
 
+  TORCH_CHECK(options_.teacher_dtype == at::kFloat || options_.teacher_dtype == at::kBFloat16,
+              "trainer: the teacher runs in float32 or bfloat16, got ", options_.teacher_dtype);
   if (teacher_) {
     teacher_->eval();
     at::NoGradGuard no_grad;
+    if (options_.teacher_dtype != at::kFloat) {
+      const at::Device device = teacher_->parameters().front().device();
+      if (device.is_cpu()) {
+        // oneDNN's bfloat16 convolutions need AVX-512 (BW, VL, DQ); say so before any training.
+        try {
+          at::conv2d(at::ones({1, 1, 3, 3}, at::kBFloat16), at::ones({1, 1, 1, 1}, at::kBFloat16));
+        } catch (const c10::Error& error) {
+          TORCH_CHECK(false, "trainer: a bfloat16 teacher needs bfloat16 convolutions, which this CPU's libtorch cannot run (",
+                      error.what_without_backtrace(), "); use a float32 teacher");
+        }
+      }
+      teacher_->to(options_.teacher_dtype);
+    }
     for (auto& p : teacher_->parameters()) {
       p.set_requires_grad(false);
       // oneDNN's channels-last convolutions run a ResNet-50 forward about 20 % faster on CPU
@@ -238,7 +253,8 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
     if (distill) {
       at::NoGradGuard no_grad;
       const bool channels_last = inputs[0].device().is_cpu();
-      target = teacher_->forward(channels_last ? inputs[0].contiguous(at::MemoryFormat::ChannelsLast) : inputs[0]);
+      const at::Tensor image = inputs[0].to(options_.teacher_dtype);
+      target = teacher_->forward(channels_last ? image.contiguous(at::MemoryFormat::ChannelsLast) : image).to(at::kFloat);
       clock.mark("teacher");
       TORCH_CHECK(target.sizes() == query.sizes(), "step: the teacher's output ", target.sizes(),
                   " does not match the student's ", query.sizes(), " (both need an MLP head of the same dim)");

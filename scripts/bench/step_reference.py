@@ -39,7 +39,8 @@ model.to(device)
 if teacher is not None:
     teacher.to(device)
 optimizer = torch.optim.Adam(student.parameters(), lr=3e-4)
-step = s2bnn_train.Step(recipe, model, teacher, optimizer)
+teacher_dtype = torch.bfloat16 if case.get('teacherPrecision') == 'bfloat16' else torch.float32
+step = s2bnn_train.Step(recipe, model, teacher, optimizer, teacher_dtype=teacher_dtype)
 views = [torch.randn(case['batch'], 3, case['size'], case['size'], device=device) for _ in range(2 if contrastive else 1)]
 sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
 

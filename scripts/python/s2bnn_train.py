@@ -55,7 +55,8 @@ def make_optimizer(params, spec):
 
 class Step:
     def __init__(self, recipe, model, teacher, optimizer, temperature=0.2, distill_temperature=0.2,
-                 momentum=0.999, key_groups=8, seed=0, contrastive_weight=1.0, distill_weight=1.0):
+                 momentum=0.999, key_groups=8, seed=0, contrastive_weight=1.0, distill_weight=1.0,
+                 teacher_dtype=torch.float32):
         self.recipe, self.model, self.teacher, self.optimizer = recipe, model, teacher, optimizer
         self.temperature, self.distill_temperature, self.momentum = temperature, distill_temperature, momentum
         self.key_groups, self.seed, self.steps = key_groups, seed, 0
@@ -63,8 +64,9 @@ class Step:
         self.contrastive = recipe in ('contrastive', 'contrastive+distill')
         self.distill = recipe in ('distill', 'contrastive+distill')
         self.student = model.encoder_q if isinstance(model, MoCo) and recipe != 'supervised' else model
+        self.teacher_dtype = teacher_dtype
         if teacher is not None:
-            teacher.eval()
+            teacher.to(teacher_dtype).eval()
             for p in teacher.parameters():
                 p.requires_grad = False
 
@@ -99,7 +101,7 @@ class Step:
                 mark('keys')
             if self.distill:
                 with torch.no_grad():
-                    t = self.teacher(views[0])
+                    t = self.teacher(views[0].to(self.teacher_dtype)).float()
                 mark('teacher')
             loss = 0
             if self.contrastive:
