@@ -86,8 +86,8 @@ Trainer::Trainer(nn::ModelPtr model, nn::ModelPtr teacher, TrainerOptions option
     teacher_->eval();
     at::NoGradGuard no_grad;
     if (options_.teacher_dtype != at::kFloat) {
-      const at::Device device = teacher_->parameters().front().device();
-      if (device.is_cpu()) {
+      const auto parameters = teacher_->parameters();
+      if (parameters.empty() || parameters.front().device().is_cpu()) {
         // oneDNN's bfloat16 convolutions need AVX-512 (BW, VL, DQ); say so before any training.
         try {
           at::conv2d(at::ones({1, 1, 3, 3}, at::kBFloat16), at::ones({1, 1, 1, 1}, at::kBFloat16));
