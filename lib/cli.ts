@@ -7,7 +7,7 @@ import { benchOps, findPythonWithTorch, formatTable, Figure } from './bench/ops'
 import { benchStep, formatPhaseTable, formatStepTable, StepBenchRecipe, StepFigure } from './bench/step';
 import { Checkpoint, CheckpointFormat, formatForPath } from './checkpoint';
 import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native';
-import { TEACHER_PRECISIONS } from './train/pretrain';
+import { TEACHER_PRECISIONS } from './train/trainer';
 import { getNumThreads, setNumThreads } from './tensor';
 import { BENCH_DATA_USAGE, benchDataCommand } from './cli/bench-data';
 import { Flags, UsageError, choice, parseFlags, positiveInteger } from './cli/flags';

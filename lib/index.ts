@@ -47,14 +47,14 @@ export { InMemoryDataset, ImageFolder, DataLoader, transforms, defaultNormalizat
 export type { AugmentOptions, Transform, LoaderOptions, Batch, Dataset, SkippedSample, ImageFolderOptions, ImageFolderIndexInfo } from './data';
 export { loadFashionMnist, fashionMnistCachePath, FASHION_MNIST_CLASSES } from './datasets/fashion-mnist';
 export type { FashionMnist, FashionMnistOptions } from './datasets/fashion-mnist';
-export { Trainer, NonFiniteLossError, RECIPES } from './train/trainer';
-export type { Recipe, TrainerOptions, StepResult, OptimizerOptions, AdamOptions, SgdOptions } from './train/trainer';
+export { Trainer, NonFiniteLossError, RECIPES, TEACHER_PRECISIONS } from './train/trainer';
+export type { Recipe, TrainerOptions, StepResult, OptimizerOptions, AdamOptions, SgdOptions, TeacherPrecision } from './train/trainer';
 export { fit, TrainingError } from './train/loop';
 export type { BatchSource, BatchLike, Position, StepInfo, EpochInfo, FitOptions, FitResult, Callback } from './train/loop';
 export { learningRate, parseSchedule, SCHEDULES } from './train/schedule';
 export type { Schedule, ScheduleName } from './train/schedule';
-export { pretrain, defaultConfig, recipeDefaults, buildStudent, loadTeacher, PRETRAIN_RECIPES, TEACHER_PRECISIONS } from './train/pretrain';
-export type { PretrainConfig, PretrainRecipe, PretrainOptions, PretrainResult, Arch, TeacherPrecision } from './train/pretrain';
+export { pretrain, defaultConfig, recipeDefaults, buildStudent, loadTeacher, PRETRAIN_RECIPES } from './train/pretrain';
+export type { PretrainConfig, PretrainRecipe, PretrainOptions, PretrainResult, Arch } from './train/pretrain';
 export {
   evaluate, extractFeatures, knnAccuracy, knnEvaluate, linearEvaluation, loadBackbone, featureStatistics, fineTune, labelFraction,
 } from './train/evaluate';

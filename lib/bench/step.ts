@@ -11,8 +11,7 @@ import { memoryStats } from '../memory';
 import { Model, ResNetArch, moco, reactnetA, resnet } from '../models';
 import { opsLibraryPath } from '../native';
 import { getNumThreads, manualSeed, randn } from '../tensor';
-import { TeacherPrecision } from '../train/pretrain';
-import { Trainer } from '../train/trainer';
+import { TeacherPrecision, Trainer } from '../train/trainer';
 import { median } from './timing';
 
 export type StepBenchRecipe = 'distill' | 'contrastive' | 'contrastive+distill';

@@ -9,10 +9,9 @@ import { ResNetArch } from '../models';
 import { writeCalibrationPlots } from '../train/calibration';
 import { evaluate, extractFeatures, fineTune, knnAccuracy, labelFraction, linearEvaluation, loadBackbone } from '../train/evaluate';
 import { Position } from '../train/loop';
-import {
-  Arch, PRETRAIN_RECIPES, PretrainConfig, PretrainRecipe, TEACHER_PRECISIONS, defaultConfig, pretrain, recipeDefaults, usesMoco, usesTeacher,
-} from '../train/pretrain';
+import { Arch, PRETRAIN_RECIPES, PretrainConfig, PretrainRecipe, defaultConfig, pretrain, recipeDefaults, usesMoco, usesTeacher } from '../train/pretrain';
 import { RunReporter } from '../train/report';
+import { TEACHER_PRECISIONS } from '../train/trainer';
 import { PRESETS, REPRODUCE_ROWS, ReproduceRow, TeacherChanges, formatReproduceTable, reproduce } from '../train/reproduce';
 import { SCHEDULES } from '../train/schedule';
 import { classifierFor, encoderSpec, headClasses } from '../train/specs';

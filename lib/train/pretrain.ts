@@ -10,7 +10,7 @@ import { Tensor, manualSeed } from '../tensor';
 import { BatchSource, Callback, EpochInfo, FitResult, Position, StepInfo, fit } from './loop';
 import { Schedule, ScheduleName, parseSchedule } from './schedule';
 import { encoderState } from './specs';
-import { OptimizerOptions, Recipe, Trainer } from './trainer';
+import { OptimizerOptions, Recipe, TEACHER_PRECISIONS, TeacherPrecision, Trainer } from './trainer';
 
 /**
  * 'moco-v2': the plain MoCo v2 baseline (SGD, cosine, one step; also how real-valued teachers are
@@ -19,8 +19,6 @@ import { OptimizerOptions, Recipe, Trainer } from './trainer';
  */
 export type PretrainRecipe = 'moco-v2' | 'contrastive' | 'contrastive+distill' | 'distill';
 export const PRETRAIN_RECIPES: readonly PretrainRecipe[] = ['moco-v2', 'contrastive', 'contrastive+distill', 'distill'];
-export type TeacherPrecision = 'float32' | 'bfloat16';
-export const TEACHER_PRECISIONS: readonly TeacherPrecision[] = ['float32', 'bfloat16'];
 
 export type Arch = 'reactnet-a' | ResNetArch;
 

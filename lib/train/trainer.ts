@@ -29,6 +29,10 @@ export interface SgdOptions {
 
 export type OptimizerOptions = AdamOptions | SgdOptions;
 
+/** The frozen teacher's arithmetic (TrainerOptions.teacherDtype). */
+export type TeacherPrecision = 'float32' | 'bfloat16';
+export const TEACHER_PRECISIONS: readonly TeacherPrecision[] = ['float32', 'bfloat16'];
+
 export interface TrainerOptions {
   /** The trained network: a MoCo model for the contrastive recipes. */
   model: Model;
@@ -49,7 +53,7 @@ export interface TrainerOptions {
    * 2.3x faster on a CPU with AVX-512 BF16 and moves its outputs by about 2e-3; the trainer casts
    * the teacher in place (evaluate and extractFeatures still accept float images for it).
    */
-  teacherDtype?: 'float32' | 'bfloat16';
+  teacherDtype?: TeacherPrecision;
   /** Sub-batches the shuffled key batch is encoded in (single-device shuffle BN; default 8). */
   keyGroups?: number;
   /** Seeds the per-step key permutation (with the step count). */

@@ -33,8 +33,8 @@ void MoCo::enqueue(const at::Tensor& keys) {
   torch::NoGradGuard no_grad;
   // The write position stays on the queue's device: reading it back would make every step wait
   // for the GPU to finish before the next one can be queued.
-  const at::Tensor columns = (queue_ptr.reshape({1}).to(at::kLong) + at::arange(batch, queue_ptr.options().dtype(at::kLong))) % size;
-  queue.index_copy_(1, columns, keys.detach().t().to(queue.scalar_type()));
+  const at::Tensor columns = (queue_ptr + at::arange(batch, queue_ptr.options())) % size;  // queue_ptr: [1] int64
+  queue.index_copy_(1, columns, keys.detach().t());
   queue_ptr.add_(batch).remainder_(size);
 }
 

@@ -252,9 +252,9 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
     }
     if (distill) {
       at::NoGradGuard no_grad;
-      const bool channels_last = inputs[0].device().is_cpu();
-      const at::Tensor image = inputs[0].to(options_.teacher_dtype);
-      target = teacher_->forward(channels_last ? image.contiguous(at::MemoryFormat::ChannelsLast) : image).to(at::kFloat);
+      // One pass: the teacher's dtype and, on CPU, its channels-last layout together.
+      const auto layout = inputs[0].device().is_cpu() ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Preserve;
+      target = teacher_->forward(inputs[0].to(options_.teacher_dtype, false, false, layout)).to(at::kFloat);
       clock.mark("teacher");
       TORCH_CHECK(target.sizes() == query.sizes(), "step: the teacher's output ", target.sizes(),
                   " does not match the student's ", query.sizes(), " (both need an MLP head of the same dim)");
