@@ -207,6 +207,8 @@ interface ParityCase {
   moco: boolean;
   teacher: boolean;
   keyGroups?: number;
+  /** Default 8. */
+  batch?: number;
   eval?: boolean;
   /**
    * A real-valued student. In binary networks a few activations within float noise of zero take
@@ -222,7 +224,10 @@ const parityCases: [string, ParityCase][] = [
     recipe: 'supervised', optimizer: { kind: 'adam', lr: 1e-3, weightDecay: 1e-2 }, moco: false, teacher: false, realValued: true }],
   ['supervised, SGD momentum (linear evaluation: eval mode, head only)', {
     recipe: 'supervised', optimizer: { kind: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 1e-3 }, moco: false, teacher: false, eval: true }],
+  // 4 groups of 2 run as ghost batches (one encoder pass); 16 keys in 3 groups (6, 5, 5) one
+  // sub-batch after another.
   ['contrastive, shuffled key groups', { recipe: 'contrastive', optimizer: sgd, moco: true, teacher: false, keyGroups: 4 }],
+  ['contrastive, key groups of unequal size', { recipe: 'contrastive', optimizer: sgd, moco: true, teacher: false, keyGroups: 3, batch: 16 }],
   ['contrastive, Adam (ResNet-18)', {
     recipe: 'contrastive', optimizer: { kind: 'adam', lr: 1e-3, weightDecay: 1e-4 }, moco: true, teacher: false, keyGroups: 2, realValued: true }],
   ['contrastive+distill', { recipe: 'contrastive+distill', optimizer: sgd, moco: true, teacher: true, keyGroups: 2 }],
@@ -239,7 +244,7 @@ const parityCases: [string, ParityCase][] = [
     // Adam's first update is lr * g / (|g| + eps): entries whose gradient is float noise get
     // +-lr in either implementation, and later steps amplify that. One step pins its math exactly.
     const steps = c.optimizer.kind === 'adam' ? 1 : 3;
-    const batch = 8;
+    const batch = c.batch ?? 8;
     const views = c.recipe === 'contrastive' || c.recipe === 'contrastive+distill' ? 2 : 1;
     const head = c.recipe === 'supervised' ? { head: 'linear' as const, numClasses: 5 } : { head: 'mlp' as const, mlpDim: 32 };
     const spec = c.realValued ? { ...teacherSpec, ...head } : { ...studentSpec, ...head };

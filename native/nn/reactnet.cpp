@@ -36,19 +36,19 @@ ReActBlockImpl::ReActBlockImpl(int64_t in, int64_t out, int64_t stride, bool bin
   // Registration order is the reference's, so state dicts list keys in the same order.
   move11 = register_module("move11", LearnableBias(in));
   binary_3x3 = register_module("binary_3x3", BinaryConv(in, in, 3, stride, binarize_weights));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(in));
+  bn1 = register_module("bn1", BatchNorm2d(in));
   move12 = register_module("move12", LearnableBias(in));
   prelu1 = register_module("prelu1", torch::nn::PReLU(torch::nn::PReLUOptions().num_parameters(in)));
   move13 = register_module("move13", LearnableBias(in));
   move21 = register_module("move21", LearnableBias(in));
   if (in == out) {
     binary_pw = register_module("binary_pw", BinaryConv(in, out, 1, 1, binarize_weights));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(out));
+    bn2 = register_module("bn2", BatchNorm2d(out));
   } else {
     binary_pw_down1 = register_module("binary_pw_down1", BinaryConv(in, in, 1, 1, binarize_weights));
     binary_pw_down2 = register_module("binary_pw_down2", BinaryConv(in, in, 1, 1, binarize_weights));
-    bn2_1 = register_module("bn2_1", torch::nn::BatchNorm2d(in));
-    bn2_2 = register_module("bn2_2", torch::nn::BatchNorm2d(in));
+    bn2_1 = register_module("bn2_1", BatchNorm2d(in));
+    bn2_2 = register_module("bn2_2", BatchNorm2d(in));
   }
   move22 = register_module("move22", LearnableBias(out));
   prelu2 = register_module("prelu2", torch::nn::PReLU(torch::nn::PReLUOptions().num_parameters(out)));
@@ -104,7 +104,7 @@ ReActNetA::ReActNetA(const ReActNetOptions& options) : options_(options) {
                                      .stride(options.small_stem ? 1 : 2)
                                      .padding(1)
                                      .bias(false)));
-  stem_bn_ = stem->register_module("bn1", torch::nn::BatchNorm2d(widths_[0]));
+  stem_bn_ = stem->register_module("bn1", BatchNorm2d(widths_[0]));
   feature_->push_back(stem);
   for (size_t i = 1; i < base.size(); ++i) {
     // Stride 2 where the paper's width changes, except into 64 (32 -> 64 keeps the resolution).

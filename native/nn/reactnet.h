@@ -3,6 +3,7 @@
 // biases), binary_3x3, bn1, prelu1, binary_pw / binary_pw_down1/2, bn2 / bn2_1/2, prelu2; head fc.
 #pragma once
 
+#include "batch_norm.h"
 #include "model.h"
 
 namespace s2bnn::nn {
@@ -50,7 +51,7 @@ class ReActBlockImpl : public torch::nn::Module {
   LearnableBias move11{nullptr}, move12{nullptr}, move13{nullptr};
   LearnableBias move21{nullptr}, move22{nullptr}, move23{nullptr};
   BinaryConv binary_3x3{nullptr}, binary_pw{nullptr}, binary_pw_down1{nullptr}, binary_pw_down2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn2_1{nullptr}, bn2_2{nullptr};
+  BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn2_1{nullptr}, bn2_2{nullptr};
   torch::nn::PReLU prelu1{nullptr}, prelu2{nullptr};
 };
 TORCH_MODULE(ReActBlock);
@@ -72,7 +73,7 @@ class ReActNetA : public Model {
   std::vector<int64_t> widths_;
   torch::nn::ModuleList feature_{nullptr};
   torch::nn::Conv2d stem_conv_{nullptr};
-  torch::nn::BatchNorm2d stem_bn_{nullptr};
+  BatchNorm2d stem_bn_{nullptr};
   std::vector<ReActBlock> blocks_;
   ProjectionHead head_;
 };

@@ -25,20 +25,20 @@ ResNetBlockImpl::ResNetBlockImpl(int64_t in, int64_t planes, int64_t stride, boo
     : in_(in), planes_(planes), stride_(stride), bottleneck_(bottleneck) {
   if (bottleneck) {
     conv1 = register_module("conv1", conv(in, planes, 1, 1));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes));
+    bn1 = register_module("bn1", BatchNorm2d(planes));
     conv2 = register_module("conv2", conv(planes, planes, 3, stride));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes));
+    bn2 = register_module("bn2", BatchNorm2d(planes));
     conv3 = register_module("conv3", conv(planes, planes * 4, 1, 1));
-    bn3 = register_module("bn3", torch::nn::BatchNorm2d(planes * 4));
+    bn3 = register_module("bn3", BatchNorm2d(planes * 4));
   } else {
     conv1 = register_module("conv1", conv(in, planes, 3, stride));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes));
+    bn1 = register_module("bn1", BatchNorm2d(planes));
     conv2 = register_module("conv2", conv(planes, planes, 3, 1));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes));
+    bn2 = register_module("bn2", BatchNorm2d(planes));
   }
   if (stride != 1 || in != out_channels()) {
     downsample = register_module(
-        "downsample", torch::nn::Sequential(conv(in, out_channels(), 1, stride), torch::nn::BatchNorm2d(out_channels())));
+        "downsample", torch::nn::Sequential(conv(in, out_channels(), 1, stride), BatchNorm2d(out_channels())));
   }
 }
 
@@ -78,7 +78,7 @@ ResNet::ResNet(const ResNetOptions& options) : options_(options) {
   TORCH_CHECK(options.width > 0 && options.width <= 16, "resnet: width must be in (0, 16], got ", options.width);
   base_width_ = std::max<int64_t>(1, std::llround(64 * options.width));
   conv1 = register_module("conv1", conv(options.in_channels, base_width_, options.small_stem ? 3 : 7, options.small_stem ? 1 : 2));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(base_width_));
+  bn1 = register_module("bn1", BatchNorm2d(base_width_));
   int64_t in = base_width_;
   for (int stage = 0; stage < 4; ++stage) {
     torch::nn::Sequential layer;

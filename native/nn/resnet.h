@@ -3,6 +3,7 @@
 // stride 1, no max-pool) is the usual CIFAR-scale variant for small-image teachers.
 #pragma once
 
+#include "batch_norm.h"
 #include "model.h"
 
 namespace s2bnn::nn {
@@ -28,7 +29,7 @@ class ResNetBlockImpl : public torch::nn::Module {
   int64_t in_, planes_, stride_;
   bool bottleneck_;
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(ResNetBlock);
@@ -47,7 +48,7 @@ class ResNet : public Model {
   int64_t feature_dim_ = 0;
   int64_t base_width_ = 64;
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  BatchNorm2d bn1{nullptr};
   std::vector<ResNetBlock> blocks_;
   ProjectionHead head_;
 };

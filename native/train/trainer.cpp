@@ -8,6 +8,7 @@
 #include <sstream>
 #include <torch/cuda.h>
 
+#include "../nn/batch_norm.h"
 #include "../nn/moco.h"
 #include "../ops/ops.h"
 
@@ -147,6 +148,14 @@ at::Tensor Trainer::encode_keys(const at::Tensor& keys) {
   if (groups == 1) return moco.encoder_k->forward(keys);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(mix(options_.seed ^ mix(static_cast<uint64_t>(steps_))));
   const at::Tensor order = at::randperm(batch, generator, at::TensorOptions().dtype(at::kLong)).to(keys.device());
+  if (batch % groups == 0) {
+    // Sub-batch g is order's g-th slice, as below, but interleaved (its j-th key at j * groups +
+    // g) so that the whole batch runs through the encoder at once (nn/batch_norm.h).
+    const at::Tensor interleaved = order.view({groups, batch / groups}).t().reshape(-1);
+    nn::GhostBatches ghost(groups);
+    const at::Tensor encoded = moco.encoder_k->forward(keys.index_select(0, interleaved));
+    return at::empty_like(encoded).index_copy_(0, interleaved, encoded);
+  }
   std::vector<at::Tensor> encoded;
   for (const at::Tensor& chunk : keys.index_select(0, order).tensor_split(groups)) {
     encoded.push_back(moco.encoder_k->forward(chunk));
