@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { Checkpoint, Model, Tensor, manualSeed, moco, randn, reactnetA, resnet, saveCheckpoint, setPackedTrainingForward, tensor, tidy } from '../lib';
+import { Checkpoint, Model, Tensor, manualSeed, moco, noGrad, randn, reactnetA, resnet, saveCheckpoint, setPackedTrainingForward, tensor, tidy } from '../lib';
 import { BatchLike, BatchSource, fit } from '../lib/train/loop';
 import { NonFiniteLossError, OptimizerOptions, Recipe, Trainer } from '../lib/train/trainer';
 import { PretrainConfig, defaultConfig, pretrain, validateConfig } from '../lib/train/pretrain';
@@ -174,6 +174,35 @@ describe('Trainer', () => {
       /teacherDtype must be float32 or bfloat16, got 'float16'/,
     );
     expect(() => validateConfig(defaultConfig('distill', { teacherPrecision: 'half' as 'bfloat16' }))).toThrow(/teacherPrecision must be float32 or bfloat16, got 'half'/);
+  });
+
+  test("the trainer's teacher targets (BatchNorm folded, oneDNN layout) match the teacher's own forward: ResNet-50, ImageNet stem", () => {
+    manualSeed(6);
+    const spec = { head: 'mlp', mlpDim: 32, inChannels: 3, stem: 'imagenet', width: 0.125 } as const;
+    const reference = resnet('resnet50', spec);
+    // BatchNorm with statistics of its own, so that a wrong fold shows.
+    const state = new Map<string, Tensor>();
+    for (const [key, value] of reference.stateDict()) {
+      const n = value.shape[0];
+      if (key.endsWith('running_mean') || /bn\d\.bias$|downsample\.1\.bias$/.test(key)) state.set(key, randn([n]).mul(0.2));
+      else if (key.endsWith('running_var') || /bn\d\.weight$|downsample\.1\.weight$/.test(key)) state.set(key, randn([n]).abs().add(0.5));
+    }
+    reference.loadStateDict(state, { strict: false });
+    const student = reactnetA({ width: 0.25, inChannels: 3, stem: 'imagenet', head: 'mlp', mlpDim: 32 });
+    const images = randn([4, 3, 64, 64]);
+    for (const [teacherDtype, tolerance] of [['float32', 1e-5], ['bfloat16', 3e-2]] as const) {
+      const teacher = resnet('resnet50', spec);
+      teacher.loadStateDict(reference.stateDict());
+      const trainer = new Trainer({ model: student, teacher, recipe: 'distill', optimizer: { kind: 'sgd', lr: 0.1 }, teacherDtype });
+      const targets = trainer.teacherTargets(images);
+      expect(targets.dtype).toBe('float32');
+      expect(targets.shape).toEqual([4, 32]);
+      // The module's own forward (BatchNorm as a layer, the weights in the dtype the trainer cast them to).
+      const expected = tidy(() => noGrad(() => teacher.forward(images.to(teacherDtype)).to('float32')));
+      expect(tensorError(targets, expected)).toBeLessThan(tolerance);
+    }
+    const contrastive = new Trainer({ model: moco({ ...studentSpec, head: 'mlp', mlpDim: 32 }, { dim: 32, queueSize: 64 }), recipe: 'contrastive', optimizer: { kind: 'sgd', lr: 0.1 } });
+    expect(() => contrastive.teacherTargets(images)).toThrow(/the contrastive recipe has no teacher/);
   });
 
   test('the optimizer state round-trips in torch.optim layout', async () => {

@@ -105,6 +105,7 @@ interface TrainerHandle {
   optimizerState(): ParamStateHandle[];
   loadOptimizerState(state: ParamStateHandle[]): void;
   fold(): void;
+  teacherTargets(images: TensorHandle): TensorHandle;
 }
 
 interface TrainBindings {
@@ -152,6 +153,15 @@ export class Trainer {
   /** Linear probes: writes the probe, folded over the standardization, into the model's fc. */
   fold(): void {
     this.handle.fold();
+  }
+
+  /**
+   * The frozen teacher's outputs for `images` [N, C, H, W] as the distillation step computes its
+   * targets (float; on CPU a ResNet teacher runs with its BatchNorm folded in oneDNN's layout,
+   * from the weights it had when the trainer was built).
+   */
+  teacherTargets(images: Tensor): Tensor {
+    return new Tensor(this.handle.teacherTargets(images.handle));
   }
 
   /**

@@ -87,6 +87,7 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
                            InstanceMethod<&TrainerHandle::optimizer_state>("optimizerState"),
                            InstanceMethod<&TrainerHandle::load_optimizer_state>("loadOptimizerState"),
                            InstanceMethod<&TrainerHandle::fold>("fold"),
+                           InstanceMethod<&TrainerHandle::teacher_targets>("teacherTargets"),
                        });
   }
 
@@ -135,6 +136,15 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
       ensure_idle(env);
       trainer->fold();
       return env.Undefined();
+    });
+  }
+
+  Napi::Value teacher_targets(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      const at::Tensor images = unwrap(env, info[0], "images");
+      ensure_idle(env);
+      return wrap(env, trainer->teacher_targets(images));
     });
   }
 

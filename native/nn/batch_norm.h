@@ -35,10 +35,10 @@ class BatchNorm2dImpl : public torch::nn::Module {
   void pretty_print(std::ostream& stream) const override;
 
   at::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+  static constexpr double kEps = 1e-5, kMomentum = 0.1;
 
  private:
   at::Tensor forward_ghost(const at::Tensor& input, int64_t groups);
-  static constexpr double kEps = 1e-5, kMomentum = 0.1;
 };
 TORCH_MODULE(BatchNorm2d);
 

@@ -31,6 +31,7 @@ class ResNetBlockImpl : public torch::nn::Module {
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
   BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::Sequential downsample{nullptr};
+  friend class FrozenResNet;
 };
 TORCH_MODULE(ResNetBlock);
 
@@ -51,6 +52,7 @@ class ResNet : public Model {
   BatchNorm2d bn1{nullptr};
   std::vector<ResNetBlock> blocks_;
   ProjectionHead head_;
+  friend class FrozenResNet;
 };
 
 }  // namespace s2bnn::nn

@@ -9,6 +9,7 @@
 #include <torch/cuda.h>
 
 #include "../nn/batch_norm.h"
+#include "../nn/frozen_resnet.h"
 #include "../nn/moco.h"
 #include "../ops/ops.h"
 
@@ -106,6 +107,9 @@ Trainer::Trainer(nn::ModelPtr model, nn::ModelPtr teacher, TrainerOptions option
       // change layout once here (values and checkpoints are unaffected).
       if (p.dim() == 4 && p.device().is_cpu()) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
     }
+    if (nn::FrozenResNet::applies(teacher_)) {
+      frozen_teacher_ = std::make_unique<nn::FrozenResNet>(std::dynamic_pointer_cast<nn::ResNet>(teacher_));
+    }
   }
   // The trainable parameters in model order: the indices torch.optim gives them when the
   // reference builds its optimizer from model.parameters() (MoCo: encoder_q comes first, and
@@ -162,6 +166,16 @@ at::Tensor Trainer::encode_keys(const at::Tensor& keys) {
   }
   const at::Tensor shuffled = at::cat(encoded);
   return at::empty_like(shuffled).index_copy_(0, order, shuffled);
+}
+
+at::Tensor Trainer::teacher_targets(const at::Tensor& images) {
+  TORCH_CHECK(teacher_, "trainer: the ", recipe_name(options_.recipe), " recipe has no teacher");
+  at::NoGradGuard no_grad;
+  const at::Tensor input = images.to(optimizer_->params().front().device(), at::kFloat);
+  if (frozen_teacher_) return frozen_teacher_->forward(input).to(at::kFloat);
+  // One pass: the teacher's dtype and, on CPU, its channels-last layout together.
+  const auto layout = input.device().is_cpu() ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Preserve;
+  return teacher_->forward(input.to(options_.teacher_dtype, false, false, layout)).to(at::kFloat);
 }
 
 void Trainer::fold() {
@@ -261,9 +275,7 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
     }
     if (distill) {
       at::NoGradGuard no_grad;
-      // One pass: the teacher's dtype and, on CPU, its channels-last layout together.
-      const auto layout = inputs[0].device().is_cpu() ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Preserve;
-      target = teacher_->forward(inputs[0].to(options_.teacher_dtype, false, false, layout)).to(at::kFloat);
+      target = teacher_targets(inputs[0]);
       clock.mark("teacher");
       TORCH_CHECK(target.sizes() == query.sizes(), "step: the teacher's output ", target.sizes(),
                   " does not match the student's ", query.sizes(), " (both need an MLP head of the same dim)");

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../nn/frozen_resnet.h"
 #include "../nn/model.h"
 #include "optimizer.h"
 
@@ -82,6 +83,8 @@ class Trainer {
   void fold();
 
   Optimizer& optimizer() { return *optimizer_; }
+  // The frozen teacher's outputs for `images`, float, computed as the step computes its targets.
+  at::Tensor teacher_targets(const at::Tensor& images);
   const TrainerOptions& options() const { return options_; }
   // Steps taken; seeds each step's key permutation, so a resumed run repeats it exactly.
   int64_t steps() const { return steps_; }
@@ -93,6 +96,9 @@ class Trainer {
   at::Tensor encode_keys(const at::Tensor& keys);
 
   nn::ModelPtr model_, teacher_;
+  // The teacher's forward in oneDNN's layout with BatchNorm folded (CPU ResNet teachers); it
+  // reads the weights when the trainer is built.
+  std::unique_ptr<nn::FrozenResNet> frozen_teacher_;
   nn::Model* student_;  // the encoder the gradients train
   TrainerOptions options_;
   std::unique_ptr<Optimizer> optimizer_;
