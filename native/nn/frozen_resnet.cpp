@@ -4,13 +4,16 @@
 
 namespace s2bnn::nn {
 
-bool FrozenResNet::applies(const ModelPtr& model) {
-  const auto* resnet = dynamic_cast<const ResNet*>(model.get());
-  if (!resnet || resnet->is_training() || !at::hasMKLDNN()) return false;
+std::unique_ptr<FrozenResNet> FrozenResNet::of(const ModelPtr& model) {
+  auto resnet = std::dynamic_pointer_cast<ResNet>(model);
+  if (!resnet || resnet->is_training() || !at::hasMKLDNN()) return nullptr;
   const auto parameters = resnet->parameters();
-  if (parameters.empty()) return false;
+  if (parameters.empty()) return nullptr;
   const at::Tensor& first = parameters.front();
-  return first.device().is_cpu() && (first.scalar_type() == at::kFloat || first.scalar_type() == at::kBFloat16);
+  if (!first.device().is_cpu() || (first.scalar_type() != at::kFloat && first.scalar_type() != at::kBFloat16)) {
+    return nullptr;
+  }
+  return std::unique_ptr<FrozenResNet>(new FrozenResNet(std::move(resnet)));
 }
 
 FrozenResNet::Conv FrozenResNet::fold(const torch::nn::Conv2dImpl& conv, const BatchNorm2dImpl& bn, int64_t stride,
@@ -33,20 +36,16 @@ at::Tensor FrozenResNet::Conv::operator()(const at::Tensor& x) const {
 }
 
 FrozenResNet::FrozenResNet(std::shared_ptr<ResNet> model) : model_(std::move(model)) {
-  TORCH_CHECK(applies(model_), "frozen resnet: needs a ResNet in eval mode with float32 or bfloat16 weights on a CPU "
-                               "whose libtorch has oneDNN");
   dtype_ = model_->parameters().front().scalar_type();
   stem_ = fold(*model_->conv1, *model_->bn1, model_->options_.small_stem ? 1 : 2, dtype_);
   for (ResNetBlock& module : model_->blocks_) {
     ResNetBlockImpl& b = *module;
     Block block;
-    block.bottleneck = b.bottleneck_;
     // torchvision v1.5: a bottleneck strides in its 3x3, a basic block in its first conv.
     block.conv1 = fold(*b.conv1, *b.bn1, b.bottleneck_ ? 1 : b.stride_, dtype_);
     block.conv2 = fold(*b.conv2, *b.bn2, b.bottleneck_ ? b.stride_ : 1, dtype_);
     if (b.bottleneck_) block.conv3 = fold(*b.conv3, *b.bn3, 1, dtype_);
     if (b.downsample) {
-      block.has_downsample = true;
       block.downsample = fold(*b.downsample->ptr(0)->as<torch::nn::Conv2dImpl>(),
                               *b.downsample->ptr(1)->as<BatchNorm2dImpl>(), b.stride_, dtype_);
     }
@@ -61,10 +60,10 @@ at::Tensor FrozenResNet::forward(const at::Tensor& x) const {
   at::Tensor y = stem_(x.contiguous().to_mkldnn(dtype_)).relu_();
   if (!model_->options_.small_stem) y = at::mkldnn_max_pool2d(y, {3, 3}, {2, 2}, {1, 1});
   for (const Block& block : blocks_) {
-    const at::Tensor identity = block.has_downsample ? block.downsample(y) : y;
+    const at::Tensor identity = block.downsample.weight.defined() ? block.downsample(y) : y;
     at::Tensor z = block.conv1(y).relu_();
     z = block.conv2(z);
-    if (block.bottleneck) z = block.conv3(z.relu_());
+    if (block.conv3.weight.defined()) z = block.conv3(z.relu_());
     y = z.add_(identity).relu_();
   }
   const at::Tensor features = at::mkldnn_adaptive_avg_pool2d(y, {1, 1}).to_dense().flatten(1);

@@ -14,11 +14,10 @@ namespace s2bnn::nn {
 
 class FrozenResNet {
  public:
-  // A ResNet in eval mode whose weights are on the CPU, in float32 or bfloat16, with a libtorch
-  // built with oneDNN.
-  static bool applies(const ModelPtr& model);
-  // Reads the weights now: changes made to the model later are not seen.
-  explicit FrozenResNet(std::shared_ptr<ResNet> model);
+  // For a ResNet in eval mode whose weights are on the CPU, in float32 or bfloat16, with a
+  // libtorch built with oneDNN; null for any other model. Reads the weights now: changes made to
+  // the model later are not seen.
+  static std::unique_ptr<FrozenResNet> of(const ModelPtr& model);
   // What model->forward(x) returns, up to float rounding (the folded BatchNorm), in the model's
   // dtype; x may be float.
   at::Tensor forward(const at::Tensor& x) const;
@@ -30,9 +29,9 @@ class FrozenResNet {
     at::Tensor operator()(const at::Tensor& x) const;
   };
   struct Block {
-    Conv conv1, conv2, conv3, downsample;
-    bool bottleneck = false, has_downsample = false;
+    Conv conv1, conv2, conv3, downsample;  // conv3 only in bottlenecks; downsample where it exists
   };
+  explicit FrozenResNet(std::shared_ptr<ResNet> model);
   static Conv fold(const torch::nn::Conv2dImpl& conv, const BatchNorm2dImpl& bn, int64_t stride, at::ScalarType dtype);
 
   std::shared_ptr<ResNet> model_;  // its stem options, input check and head
