@@ -421,6 +421,8 @@ export const REPRODUCE_USAGE = `  reproduce [options]           the paper's expe
       --rows LIST               comma-separated subset of moco-baseline,contrastive,contrastive+distill,distill
       --student-epochs N --wd X --distill-temperature X --contrastive-weight X --distill-weight X
                                 change every student row (the knobs to study at small scale)
+      --student-lr X            the Adam rows' learning rate (enhanced, contrastive + distillation,
+                                distillation only); the SGD baseline keeps MoCo v2's
       --teacher-precision float32|bfloat16   the frozen teacher's arithmetic in the student rows
       --teacher-epochs N --teacher-width X
                                 change the teacher the run pre-trains (not with --teacher)`;
@@ -429,7 +431,7 @@ export async function reproduceCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     ...COMMON, preset: 'string', out: 'string', json: 'string', teacher: 'string', rows: 'string', 'student-epochs': 'number',
     'distill-temperature': 'number', 'contrastive-weight': 'nonnegative', 'distill-weight': 'nonnegative', wd: 'nonnegative',
-    'teacher-epochs': 'number', 'teacher-width': 'number', 'teacher-precision': 'string',
+    'student-lr': 'number', 'teacher-epochs': 'number', 'teacher-width': 'number', 'teacher-precision': 'string',
   });
   const presetName = choice(flags, 'preset', Object.keys(PRESETS), 'default');
   const preset = PRESETS[presetName];
@@ -441,7 +443,7 @@ export async function reproduceCommand(args: string[]): Promise<void> {
   const student: Partial<PretrainConfig> = {};
   const studentEpochs = positiveInteger(flags, 'student-epochs');
   if (studentEpochs !== undefined) student.epochs = studentEpochs;
-  const studentKnobs = [['wd', 'weightDecay'], ['distill-temperature', 'distillTemperature'],
+  const studentKnobs = [['wd', 'weightDecay'], ['student-lr', 'lr'], ['distill-temperature', 'distillTemperature'],
     ['contrastive-weight', 'contrastiveWeight'], ['distill-weight', 'distillWeight']] as const;
   for (const [flag, key] of studentKnobs) {
     const value = optionalNumber(flags, flag);
