@@ -62,7 +62,7 @@ export type { Accuracy, EvaluationResult, KnnOptions, LinearEvalOptions, LinearE
 export { encoderSpec, classifierFor } from './train/specs';
 export type { EncoderSpec } from './train/specs';
 export { reproduce, PRESETS, PAPER_TOP1, formatReproduceTable } from './train/reproduce';
-export type { ReproducePreset, ReproduceResult, ReproduceRow, TeacherChanges } from './train/reproduce';
+export type { ReproducePreset, ReproduceResult, ReproduceRow, StudentChanges, TeacherChanges } from './train/reproduce';
 export { RunReporter } from './train/report';
 export { predictionStats, writeCalibrationPlots } from './train/calibration';
 export * as report from './report';

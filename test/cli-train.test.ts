@@ -205,18 +205,18 @@ test('reproduce --preset smoke runs the whole experiment and writes the JSON tab
   const out = path.join(tmp, 'reproduce-ablation');
   const again = run('reproduce', '--preset', 'smoke', '--out', out, '--json', json, '--teacher', path.join(tmp, 'reproduce', 'teacher', 'checkpoint.pth'),
     '--rows', 'distill,contrastive+distill,moco-baseline', '--student-epochs', '1', '--distill-weight', '2', '--distill-temperature', '0.5',
-    '--student-lr', '0.004');
+    '--student-lr', '0.004', '--baseline-lr', '0.01');
   expect([again.code, again.stderr]).toEqual([0, expect.stringContaining('contrastive+distill')]);
   const ablation = JSON.parse(fs.readFileSync(json, 'utf8'));
   expect(ablation.rows.map((row: { recipe: string }) => row.recipe)).toEqual(['moco-baseline', 'contrastive+distill', 'distill']);
-  expect(ablation.studentChanges).toEqual({ epochs: 1, lr: 0.004, distillTemperature: 0.5, distillWeight: 2 });
+  expect(ablation.studentChanges).toEqual({ epochs: 1, lr: 0.004, baselineLr: 0.01, distillTemperature: 0.5, distillWeight: 2 });
   expect(fs.existsSync(path.join(out, 'teacher'))).toBe(false);
   const config = JSON.parse(fs.readFileSync(path.join(out, 'contrastive-distill-step2', 'config.json'), 'utf8'));
   expect([config.epochs, config.lr, config.distillTemperature, config.distillWeight, config.contrastiveWeight]).toEqual([1, 0.004, 0.5, 2, 1]);
-  // The student learning rate is the Adam rows': the SGD baseline keeps MoCo v2's, scaled to the batch.
+  // Each learning rate goes to its optimizer: --student-lr to the Adam rows, --baseline-lr to the SGD baseline.
   const baseline = JSON.parse(fs.readFileSync(path.join(out, 'moco-baseline', 'config.json'), 'utf8'));
-  expect([baseline.epochs, baseline.optimizer, baseline.lr]).toEqual([1, 'sgd', 0.03 * (PRESETS.smoke.batchSize / 256)]);
-  expect(again.stdout).toMatch(/Students changed from the preset: \{"epochs":1,"lr":0.004,"distillTemperature":0.5,"distillWeight":2\}/);
+  expect([baseline.epochs, baseline.optimizer, baseline.lr]).toEqual([1, 'sgd', 0.01]);
+  expect(again.stdout).toMatch(/Students changed from the preset: \{"epochs":1,"lr":0.004,"baselineLr":0.01,"distillTemperature":0.5,"distillWeight":2\}/);
 
   // A changed teacher: what the students learn from.
   const withTeacher = path.join(tmp, 'reproduce-teacher');

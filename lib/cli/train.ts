@@ -12,7 +12,7 @@ import { Position } from '../train/loop';
 import { Arch, PRETRAIN_RECIPES, PretrainConfig, PretrainRecipe, defaultConfig, pretrain, recipeDefaults, usesMoco, usesTeacher } from '../train/pretrain';
 import { RunReporter } from '../train/report';
 import { TEACHER_PRECISIONS } from '../train/trainer';
-import { PRESETS, REPRODUCE_ROWS, ReproduceRow, TeacherChanges, formatReproduceTable, reproduce } from '../train/reproduce';
+import { PRESETS, REPRODUCE_ROWS, ReproduceRow, StudentChanges, TeacherChanges, formatReproduceTable, reproduce } from '../train/reproduce';
 import { SCHEDULES } from '../train/schedule';
 import { classifierFor, encoderSpec, headClasses } from '../train/specs';
 import { native } from '../native';
@@ -422,7 +422,8 @@ export const REPRODUCE_USAGE = `  reproduce [options]           the paper's expe
       --student-epochs N --wd X --distill-temperature X --contrastive-weight X --distill-weight X
                                 change every student row (the knobs to study at small scale)
       --student-lr X            the Adam rows' learning rate (enhanced, contrastive + distillation,
-                                distillation only); the SGD baseline keeps MoCo v2's
+                                distillation only)
+      --baseline-lr X           the SGD learning rate of the plain MoCo v2 baseline
       --teacher-precision float32|bfloat16   the frozen teacher's arithmetic in the student rows
       --teacher-epochs N --teacher-width X
                                 change the teacher the run pre-trains (not with --teacher)`;
@@ -431,7 +432,7 @@ export async function reproduceCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     ...COMMON, preset: 'string', out: 'string', json: 'string', teacher: 'string', rows: 'string', 'student-epochs': 'number',
     'distill-temperature': 'number', 'contrastive-weight': 'nonnegative', 'distill-weight': 'nonnegative', wd: 'nonnegative',
-    'student-lr': 'number', 'teacher-epochs': 'number', 'teacher-width': 'number', 'teacher-precision': 'string',
+    'student-lr': 'number', 'baseline-lr': 'number', 'teacher-epochs': 'number', 'teacher-width': 'number', 'teacher-precision': 'string',
   });
   const presetName = choice(flags, 'preset', Object.keys(PRESETS), 'default');
   const preset = PRESETS[presetName];
@@ -440,10 +441,10 @@ export async function reproduceCommand(args: string[]): Promise<void> {
     if (!(REPRODUCE_ROWS as readonly string[]).includes(row)) throw new UsageError(`--rows: unknown row '${row}' (expected ${REPRODUCE_ROWS.join(', ')})`);
     return row as ReproduceRow;
   });
-  const student: Partial<PretrainConfig> = {};
+  const student: StudentChanges = {};
   const studentEpochs = positiveInteger(flags, 'student-epochs');
   if (studentEpochs !== undefined) student.epochs = studentEpochs;
-  const studentKnobs = [['wd', 'weightDecay'], ['student-lr', 'lr'], ['distill-temperature', 'distillTemperature'],
+  const studentKnobs = [['wd', 'weightDecay'], ['student-lr', 'lr'], ['baseline-lr', 'baselineLr'], ['distill-temperature', 'distillTemperature'],
     ['contrastive-weight', 'contrastiveWeight'], ['distill-weight', 'distillWeight']] as const;
   for (const [flag, key] of studentKnobs) {
     const value = optionalNumber(flags, flag);

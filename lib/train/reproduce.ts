@@ -34,8 +34,11 @@ export interface ReproducePreset {
   temperature: number;
   distillTemperature: number;
   teacher: { width: number; epochs: number; lr: number };
-  /** Student epochs in all: one step for the baseline, split evenly over the two steps otherwise. */
+  /** Student epochs in all: one step for the baseline, split evenly over the two steps otherwise.
+   * `lr` is the three Adam rows' learning rate. */
   student: { width: number; epochs: number; lr: number };
+  /** The plain MoCo v2 baseline's SGD learning rate (MoCo v2's 0.03 at batch 256, scaled to the batch, unless tuned). */
+  baselineLr: number;
   lincls: { epochs: number; lr: number; batchSize: number };
 }
 
@@ -51,7 +54,11 @@ export const PRESETS: Record<string, ReproducePreset> = {
     distillTemperature: 0.2,
     // The teacher sets distillation's lead over the baseline (docs/training.md): 20 epochs, not 10.
     teacher: { width: 0.25, epochs: 20, lr: 0.06 },
-    student: { width: 0.25, epochs: 6, lr: 1e-3 },
+    // Both learning rates were chosen the same way, the best top-1 of seed 0 (docs/training.md):
+    // Adam 1e-3 / 2e-3 / 4e-3 / 8e-3 for distillation only, SGD 0.015 (MoCo v2's scaled to batch
+    // 128) / 0.03 / 0.06 for the baseline.
+    student: { width: 0.25, epochs: 6, lr: 4e-3 },
+    baselineLr: 0.03,
     lincls: { epochs: 10, lr: 0.1, batchSize: 256 },
   },
   /** A GPU: the full networks and data, PAPER.md's epochs scaled to a single device. */
@@ -64,6 +71,7 @@ export const PRESETS: Record<string, ReproducePreset> = {
     distillTemperature: 0.2,
     teacher: { width: 1, epochs: 200, lr: 0.03 },
     student: { width: 1, epochs: 200, lr: 3e-4 },
+    baselineLr: 0.03,
     lincls: { epochs: 100, lr: 0.1, batchSize: 256 },
   },
   /** Seconds: checks that the whole pipeline runs (tests). */
@@ -77,6 +85,7 @@ export const PRESETS: Record<string, ReproducePreset> = {
     distillTemperature: 0.2,
     teacher: { width: 0.125, epochs: 1, lr: 0.06 },
     student: { width: 0.125, epochs: 2, lr: 1e-3 },
+    baselineLr: 0.03 * (32 / 256),
     lincls: { epochs: 1, lr: 0.1, batchSize: 64 },
   },
 };
@@ -108,14 +117,22 @@ export interface ReproduceResult {
   rows: ReproduceRowResult[];
   teacherTop1: number;
   teacherTop5: number;
-  /** The changes made to every student row's config (ReproduceOptions.student), if any. */
-  studentChanges?: Partial<PretrainConfig>;
+  /** The changes made to the student rows (ReproduceOptions.student), if any. */
+  studentChanges?: StudentChanges;
   /** The changes made to the teacher's pre-training (ReproduceOptions.teacherChanges), if any. */
   teacherChanges?: TeacherChanges;
   seconds: number;
 }
 
 export type TeacherChanges = Partial<Pick<ReproducePreset['teacher'], 'epochs' | 'width'>>;
+
+/**
+ * Changes to the student rows: every field of a pre-training config applies to all four rows
+ * (e.g. the distillation temperature, the loss weights of contrastive+distill, epochs: the knobs
+ * PAPER.md says to study at small scale), except the learning rates, which belong to their
+ * optimizer: `lr` is the three Adam rows', `baselineLr` the SGD baseline's.
+ */
+export type StudentChanges = Partial<PretrainConfig> & { baselineLr?: number };
 
 export interface ReproduceOptions {
   preset: ReproducePreset;
@@ -131,11 +148,8 @@ export interface ReproduceOptions {
   teacherChanges?: TeacherChanges;
   /** The rows to run, in this order (default: all four). */
   rows?: ReproduceRow[];
-  /** Changes to every student row's pre-training config (e.g. the distillation temperature, the
-   * loss weights of contrastive+distill, epochs): the knobs PAPER.md says to study at small scale.
-   * `lr` is the exception: it changes the Adam rows' learning rate only (the plain baseline trains
-   * with SGD at MoCo v2's). */
-  student?: Partial<PretrainConfig>;
+  /** Changes to the student rows (see StudentChanges). */
+  student?: StudentChanges;
   /** Progress of each phase (e.g. a RunReporter per phase); `phase` names the folder under `out`. */
   reporter?: (phase: string, info: { epochs: number; stepsPerEpoch: number; batchSize: number }) => {
     onStepEnd?: Callback<StepInfo>;
@@ -227,10 +241,9 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const teacherFile = options.teacher ?? (await runPretrain('teacher', teacherConfig));
   const teacher = await runLinear('teacher', teacherFile);
 
-  // A learning rate belongs to its optimizer: a changed `lr` is the Adam rows' (the preset's
-  // student.lr); the SGD baseline keeps MoCo v2's.
-  const { lr: studentLr, ...everyRow } = options.student ?? {};
+  const { lr: studentLr, baselineLr: changedBaselineLr, ...everyRow } = options.student ?? {};
   const adamLr = studentLr ?? preset.student.lr;
+  const baselineLr = changedBaselineLr ?? preset.baselineLr;
   const studentEpochs = everyRow.epochs ?? preset.student.epochs;
   const student = (recipe: PretrainRecipe, step: 1 | 2, epochs: number, extra: Partial<PretrainConfig> = {}) =>
     defaultConfig(recipe, {
@@ -247,8 +260,8 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
     const phase = row.replace('+', '-');
     let file: string;
     if (row === 'moco-baseline') {
-      // The plain baseline: SGD + cosine (scaled from lr 0.03 at batch 256), one step.
-      file = await runPretrain(phase, student(recipe, 2, studentEpochs, { lr: 0.03 * (preset.batchSize / 256) }));
+      // The plain baseline: SGD + cosine, one step.
+      file = await runPretrain(phase, student(recipe, 2, studentEpochs, { lr: baselineLr }));
     } else {
       const half = Math.max(1, Math.floor(studentEpochs / 2));
       const step1 = await runPretrain(`${phase}-step1`, student(recipe, 1, half, { lr: adamLr }));
