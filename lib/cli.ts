@@ -7,7 +7,7 @@ import { benchOps, findPythonWithTorch, formatTable, Figure } from './bench/ops'
 import { benchStep, formatPhaseTable, formatStepTable, StepBenchRecipe, StepFigure } from './bench/step';
 import { Checkpoint, CheckpointFormat, formatForPath } from './checkpoint';
 import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native';
-import { TEACHER_PRECISIONS } from './train/trainer';
+import { PRECISIONS } from './train/trainer';
 import { getNumThreads, setNumThreads } from './tensor';
 import { BENCH_DATA_USAGE, benchDataCommand } from './cli/bench-data';
 import { Flags, UsageError, choice, parseFlags, positiveInteger } from './cli/flags';
@@ -199,7 +199,7 @@ async function benchStepCommand(args: string[]): Promise<void> {
   const shapes = batch !== undefined || size !== undefined ? [[batch ?? 8, size ?? 224]] : [[8, 224], [32, 64]];
   const python = flags['no-python'] ? null : findPythonWithTorch();
   const json = flags.json === true;
-  const teacherPrecision = choice(flags, 'teacher-precision', TEACHER_PRECISIONS, 'float32');
+  const teacherPrecision = choice(flags, 'teacher-precision', PRECISIONS, 'float32');
   const figures = await benchStep({
     cases: shapes.map(([b, s]) => ({
       recipe: recipe as StepBenchRecipe, batch: b, size: s, teacherArch: teacherArch as 'resnet50', device, phases: flags.phases === true,

@@ -47,8 +47,8 @@ export { InMemoryDataset, ImageFolder, DataLoader, transforms, defaultNormalizat
 export type { AugmentOptions, Transform, LoaderOptions, Batch, Dataset, SkippedSample, ImageFolderOptions, ImageFolderIndexInfo } from './data';
 export { loadFashionMnist, fashionMnistCachePath, FASHION_MNIST_CLASSES } from './datasets/fashion-mnist';
 export type { FashionMnist, FashionMnistOptions } from './datasets/fashion-mnist';
-export { Trainer, NonFiniteLossError, RECIPES, TEACHER_PRECISIONS } from './train/trainer';
-export type { Recipe, TrainerOptions, StepResult, OptimizerOptions, AdamOptions, SgdOptions, TeacherPrecision } from './train/trainer';
+export { Trainer, NonFiniteLossError, RECIPES, PRECISIONS } from './train/trainer';
+export type { Recipe, TrainerOptions, StepResult, OptimizerOptions, AdamOptions, SgdOptions, Precision } from './train/trainer';
 export { fit, TrainingError } from './train/loop';
 export type { BatchSource, BatchLike, Position, StepInfo, EpochInfo, FitOptions, FitResult, Callback } from './train/loop';
 export { learningRate, parseSchedule, SCHEDULES } from './train/schedule';

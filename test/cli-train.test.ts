@@ -24,10 +24,11 @@ const small = ['--subset', '512', '--batch-size', '64', '--width', '0.125', '--q
 const teacher = path.join(tmp, 'teacher');
 
 describe('pretrain', () => {
-  test('a slim MoCo v2 teacher, then a distilled two-step student with every output file', () => {
-    let r = run('pretrain', '--recipe', 'moco-v2', '--arch', 'resnet18', '--epochs', '1', ...small, '--out', teacher, '--json');
+  test('a slim MoCo v2 teacher (mixed precision), then a distilled two-step student with every output file', () => {
+    let r = run('pretrain', '--recipe', 'moco-v2', '--arch', 'resnet18', '--precision', 'bfloat16', '--epochs', '1', ...small, '--out', teacher, '--json');
     expect([r.code, r.stderr]).toEqual([0, '']);
     expect(JSON.parse(r.stdout)).toMatchObject({ completed: true, position: { epoch: 1, batch: 0 } });
+    expect(JSON.parse(fs.readFileSync(path.join(teacher, 'config.json'), 'utf8')).precision).toBe('bfloat16');
 
     const step1 = path.join(tmp, 'distill1');
     r = run('pretrain', '--recipe', 'distill', '--step', '1', '--teacher', `${teacher}/checkpoint.pth`, '--teacher-arch', 'resnet18',
@@ -105,6 +106,7 @@ describe('pretrain', () => {
       [['reproduce', '--rows', 'distill,simclr'], /--rows: unknown row 'simclr' \(expected moco-baseline, contrastive, contrastive\+distill, distill\)/],
       [['reproduce', '--teacher', '/nope.pth'], /--teacher: no such file '\/nope.pth'/],
       [['pretrain', '--recipe', 'moco-v2', '--teacher-precision', 'fp16'], /--teacher-precision must be float32, bfloat16; got 'fp16'/],
+      [['pretrain', '--recipe', 'contrastive', '--precision', 'bfloat16'], /mixed precision \(bfloat16\) trains real-valued ResNets; reactnet-a keeps its binary operators in float32/],
       [['reproduce', '--teacher-width', '32'], /--teacher-width must be at most 16 \(the widest ResNet-18 s2bnn builds\), got 32/],
       [['reproduce', '--teacher', `${teacher}/checkpoint.pth`, '--teacher-epochs', '2'], /they do not go with --teacher CKPT/],
     ];
@@ -221,12 +223,12 @@ test('reproduce --preset smoke runs the whole experiment and writes the JSON tab
   // A changed teacher: what the students learn from.
   const withTeacher = path.join(tmp, 'reproduce-teacher');
   const third = run('reproduce', '--preset', 'smoke', '--out', withTeacher, '--json', json, '--rows', 'distill', '--student-epochs', '1',
-    '--teacher-epochs', '2', '--teacher-width', '0.25');
+    '--teacher-epochs', '2', '--teacher-width', '0.25', '--teacher-training-precision', 'bfloat16');
   expect([third.code, third.stderr]).toEqual([0, expect.stringContaining('teacher: moco-v2, resnet18, width 0.25, 2 epochs')]);
-  expect(JSON.parse(fs.readFileSync(json, 'utf8')).teacherChanges).toEqual({ epochs: 2, width: 0.25 });
+  expect(JSON.parse(fs.readFileSync(json, 'utf8')).teacherChanges).toEqual({ epochs: 2, width: 0.25, precision: 'bfloat16' });
   const teacherConfig = JSON.parse(fs.readFileSync(path.join(withTeacher, 'teacher', 'config.json'), 'utf8'));
-  expect([teacherConfig.epochs, teacherConfig.width, teacherConfig.lr]).toEqual([2, 0.25, PRESETS.smoke.teacher.lr]);
-  expect(third.stdout).toMatch(/Teacher changed from the preset: \{"epochs":2,"width":0.25\}/);
+  expect([teacherConfig.epochs, teacherConfig.width, teacherConfig.lr, teacherConfig.precision]).toEqual([2, 0.25, PRESETS.smoke.teacher.lr, 'bfloat16']);
+  expect(third.stdout).toMatch(/Teacher changed from the preset: \{"epochs":2,"width":0.25,"precision":"bfloat16"\}/);
 });
 
 test('bench-step measures the native step against the PyTorch step', () => {

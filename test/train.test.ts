@@ -176,6 +176,54 @@ describe('Trainer', () => {
     expect(() => validateConfig(defaultConfig('distill', { teacherPrecision: 'half' as 'bfloat16' }))).toThrow(/teacherPrecision must be float32 or bfloat16, got 'half'/);
   });
 
+  test('mixed precision: a ResNet step in bfloat16 autocast stays within its rounding of float32, with float32 weights, fresh weight casts every step and nothing left enabled', async () => {
+    manualSeed(7);
+    const spec = { arch: 'resnet18', inChannels: 1, stem: 'small', width: 0.25, numClasses: 4 } as const;
+    const reference = resnet('resnet18', spec);
+    const copy = () => {
+      const model = resnet('resnet18', spec);
+      model.loadStateDict(reference.stateDict());
+      return model;
+    };
+    const data = new RandomBatches({ batches: 2, batch: 16, views: 1, size: 16, classes: 4 });
+    const [first, second] = [data.make(0, 0), data.make(0, 1)];
+    const supervised = (model: Model, computeDtype?: 'float32' | 'bfloat16') =>
+      new Trainer({ model, recipe: 'supervised', optimizer: { kind: 'sgd', lr: 0.5, momentum: 0.9 }, computeDtype });
+
+    const floatLoss = (await supervised(copy()).step(first.views, first.labels)).loss;
+    const mixedModel = copy();
+    const mixed = supervised(mixedModel, 'bfloat16');
+    const mixedLoss = (await mixed.step(first.views, first.labels)).loss;
+    // bfloat16 products (8 bits of mantissa) move the loss, but only by their rounding.
+    expect(mixedLoss).not.toBe(floatLoss);
+    expect(Math.abs(mixedLoss - floatLoss)).toBeLessThan(2e-2 * floatLoss);
+    for (const [name, value] of mixedModel.stateDict()) {
+      if (value.dtype !== 'int64') expect([name, value.dtype]).toEqual([name, 'float32']);
+    }
+    // Every step must see the weights the one before updated: autocast caches its bfloat16 casts
+    // of the weights (per pool thread, and steps land on any of them) while a scope is open. Each
+    // step's loss is that of a new model given the weights before it.
+    for (let i = 0; i < 6; i++) {
+      const current = copy();
+      current.loadStateDict(mixedModel.stateDict());
+      const loss = (await mixed.step(second.views, second.labels)).loss;
+      expect([i, loss]).toEqual([i, (await supervised(current, 'bfloat16').step(second.views, second.labels)).loss]);
+    }
+    // Autocast is thread-local and the steps run on a pool thread: a float32 trainer after the
+    // mixed ones computes in float32 again, to the bit.
+    expect((await supervised(copy()).step(first.views, first.labels)).loss).toBe(floatLoss);
+
+    const contrastive = new Trainer({ model: moco({ ...spec, numClasses: undefined }, { dim: 16, queueSize: 32 }), recipe: 'contrastive', optimizer: { kind: 'sgd', lr: 0.03 }, keyGroups: 4, computeDtype: 'bfloat16' });
+    const views = [randn([16, 1, 16, 16]), randn([16, 1, 16, 16])];
+    expect(Number.isFinite((await contrastive.step(views)).loss)).toBe(true);
+    expect(() => new Trainer({ model: reactnetA({ ...studentSpec, numClasses: 4 }), recipe: 'supervised', optimizer: { kind: 'adam', lr: 1e-3 }, computeDtype: 'bfloat16' })).toThrow(
+      /mixed precision trains real-valued ResNets; reactnet-a keeps its binary operators in float32/,
+    );
+    expect(() => validateConfig(defaultConfig('distill', { precision: 'bfloat16' }))).toThrow(/reactnet-a keeps its binary operators in float32/);
+    expect(() => validateConfig(defaultConfig('moco-v2', { arch: 'resnet18', precision: 'half' as 'bfloat16' }))).toThrow(/precision must be float32 or bfloat16, got 'half'/);
+    expect(() => validateConfig(defaultConfig('moco-v2', { arch: 'resnet18', precision: 'bfloat16' }))).not.toThrow();
+  });
+
   test("the trainer's teacher targets (BatchNorm folded, oneDNN layout) match the teacher's own forward: ResNet-50, ImageNet stem", () => {
     manualSeed(6);
     const spec = { head: 'mlp', mlpDim: 32, inChannels: 3, stem: 'imagenet', width: 0.125 } as const;

@@ -11,7 +11,7 @@ import { memoryStats } from '../memory';
 import { Model, ResNetArch, moco, reactnetA, resnet } from '../models';
 import { opsLibraryPath } from '../native';
 import { getNumThreads, manualSeed, randn } from '../tensor';
-import { TeacherPrecision, Trainer } from '../train/trainer';
+import { Precision, Trainer } from '../train/trainer';
 import { median } from './timing';
 
 export type StepBenchRecipe = 'distill' | 'contrastive' | 'contrastive+distill';
@@ -28,7 +28,7 @@ export interface StepBenchCase {
   /** Also time each phase of the step (on a GPU each phase then ends with a device sync). */
   phases?: boolean;
   /** The teacher's arithmetic on both sides (default float32). */
-  teacherPrecision?: TeacherPrecision;
+  teacherPrecision?: Precision;
 }
 
 export interface StepFigure extends StepBenchCase {

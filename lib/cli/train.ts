@@ -11,7 +11,7 @@ import { evaluate, extractFeatures, fineTune, knnAccuracy, labelFraction, linear
 import { Position } from '../train/loop';
 import { Arch, PRETRAIN_RECIPES, PretrainConfig, PretrainRecipe, defaultConfig, pretrain, recipeDefaults, usesMoco, usesTeacher } from '../train/pretrain';
 import { RunReporter } from '../train/report';
-import { TEACHER_PRECISIONS } from '../train/trainer';
+import { PRECISIONS } from '../train/trainer';
 import { PRESETS, REPRODUCE_ROWS, ReproduceRow, StudentChanges, TeacherChanges, formatReproduceTable, reproduce } from '../train/reproduce';
 import { SCHEDULES } from '../train/schedule';
 import { classifierFor, encoderSpec, headClasses } from '../train/specs';
@@ -29,6 +29,8 @@ export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-
       --teacher-arch A          resnet18|resnet34|resnet50 (default resnet50)
       --teacher-precision float32|bfloat16   the teacher's arithmetic (default float32; bfloat16 is
                                 about 2.3x faster on CPUs with AVX-512 BF16, outputs move by ~2e-3)
+      --precision float32|bfloat16   the trained network's arithmetic (default float32; bfloat16 is
+                                mixed precision, for the ResNet archs: weights and losses stay float32)
       --data fashion-mnist|DIR  dataset: the built-in default, or DIR/train + DIR/val ImageFolders
       --size N                  image side (default 28 for fashion-mnist, 224 for folders)
       --epochs N --batch-size N --lr X --wd X --schedule linear|cosine|step|constant
@@ -114,7 +116,7 @@ export async function pretrainCommand(args: string[]): Promise<number> {
     epochs: 'number', 'batch-size': 'number', lr: 'number', wd: 'nonnegative', schedule: 'string', temperature: 'number',
     'distill-temperature': 'number', 'queue-size': 'number', 'moco-momentum': 'nonnegative', dim: 'number', 'key-groups': 'number',
     'contrastive-weight': 'nonnegative', 'distill-weight': 'nonnegative', width: 'number', out: 'string', resume: 'boolean',
-    'teacher-precision': 'string',
+    'teacher-precision': 'string', precision: 'string',
   });
   const recipe = choice(flags, 'recipe', PRETRAIN_RECIPES, 'distill');
   const arch = choice(flags, 'arch', ['reactnet-a', 'resnet18', 'resnet34', 'resnet50'] as const, 'reactnet-a');
@@ -140,7 +142,8 @@ export async function pretrainCommand(args: string[]): Promise<number> {
     schedule: choice(flags, 'schedule', SCHEDULES, defaults.schedule),
     temperature: optionalNumber(flags, 'temperature') ?? 0.2,
     distillTemperature: optionalNumber(flags, 'distill-temperature') ?? 0.2,
-    teacherPrecision: choice(flags, 'teacher-precision', TEACHER_PRECISIONS, 'float32'),
+    teacherPrecision: choice(flags, 'teacher-precision', PRECISIONS, 'float32'),
+    precision: choice(flags, 'precision', PRECISIONS, 'float32'),
     contrastiveWeight: optionalNumber(flags, 'contrastive-weight') ?? 1,
     distillWeight: optionalNumber(flags, 'distill-weight') ?? 1,
     queueSize: positiveInteger(flags, 'queue-size') ?? 65536,
@@ -425,14 +428,16 @@ export const REPRODUCE_USAGE = `  reproduce [options]           the paper's expe
                                 distillation only)
       --baseline-lr X           the SGD learning rate of the plain MoCo v2 baseline
       --teacher-precision float32|bfloat16   the frozen teacher's arithmetic in the student rows
-      --teacher-epochs N --teacher-width X
-                                change the teacher the run pre-trains (not with --teacher)`;
+      --teacher-epochs N --teacher-width X --teacher-training-precision float32|bfloat16
+                                change the teacher the run pre-trains (not with --teacher; bfloat16
+                                pre-trains it in mixed precision)`;
 
 export async function reproduceCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     ...COMMON, preset: 'string', out: 'string', json: 'string', teacher: 'string', rows: 'string', 'student-epochs': 'number',
     'distill-temperature': 'number', 'contrastive-weight': 'nonnegative', 'distill-weight': 'nonnegative', wd: 'nonnegative',
     'student-lr': 'number', 'baseline-lr': 'number', 'teacher-epochs': 'number', 'teacher-width': 'number', 'teacher-precision': 'string',
+    'teacher-training-precision': 'string',
   });
   const presetName = choice(flags, 'preset', Object.keys(PRESETS), 'default');
   const preset = PRESETS[presetName];
@@ -450,7 +455,7 @@ export async function reproduceCommand(args: string[]): Promise<void> {
     const value = optionalNumber(flags, flag);
     if (value !== undefined) student[key] = value;
   }
-  if (flags['teacher-precision'] !== undefined) student.teacherPrecision = choice(flags, 'teacher-precision', TEACHER_PRECISIONS, 'float32');
+  if (flags['teacher-precision'] !== undefined) student.teacherPrecision = choice(flags, 'teacher-precision', PRECISIONS, 'float32');
   const teacher = existingFile(flags, 'teacher');
   const teacherChanges: TeacherChanges = {};
   const teacherEpochs = positiveInteger(flags, 'teacher-epochs');
@@ -460,8 +465,9 @@ export async function reproduceCommand(args: string[]): Promise<void> {
     if (teacherWidth > 16) throw new UsageError(`--teacher-width must be at most 16 (the widest ResNet-18 s2bnn builds), got ${teacherWidth}`);
     teacherChanges.width = teacherWidth;
   }
+  if (flags['teacher-training-precision'] !== undefined) teacherChanges.precision = choice(flags, 'teacher-training-precision', PRECISIONS, 'float32');
   if (teacher !== undefined && Object.keys(teacherChanges).length > 0) {
-    throw new UsageError('--teacher-epochs and --teacher-width change the teacher the run trains; they do not go with --teacher CKPT');
+    throw new UsageError('--teacher-epochs, --teacher-width and --teacher-training-precision change the teacher the run trains; they do not go with --teacher CKPT');
   }
   const dataset = await data(flags);
   const out = optionalString(flags, 'out') ?? path.join('runs', `reproduce-${presetName}`);

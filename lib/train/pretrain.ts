@@ -10,7 +10,7 @@ import { Tensor, manualSeed } from '../tensor';
 import { BatchSource, Callback, EpochInfo, FitResult, Position, StepInfo, fit } from './loop';
 import { Schedule, ScheduleName, parseSchedule } from './schedule';
 import { encoderState } from './specs';
-import { OptimizerOptions, Recipe, TEACHER_PRECISIONS, TeacherPrecision, Trainer } from './trainer';
+import { OptimizerOptions, Recipe, PRECISIONS, Precision, Trainer } from './trainer';
 
 /**
  * 'moco-v2': the plain MoCo v2 baseline (SGD, cosine, one step; also how real-valued teachers are
@@ -46,7 +46,9 @@ export interface PretrainConfig {
   temperature: number;
   distillTemperature: number;
   /** The frozen teacher's precision (distillation recipes): bfloat16 is about 2.3x faster on CPUs with AVX-512 BF16. */
-  teacherPrecision: TeacherPrecision;
+  teacherPrecision: Precision;
+  /** The trained network's arithmetic: bfloat16 is mixed precision (autocast), for real-valued ResNets. */
+  precision: Precision;
   /** Weights of the two losses of contrastive+distill (PAPER.md: 1:1); ignored by the other recipes. */
   contrastiveWeight: number;
   distillWeight: number;
@@ -85,6 +87,7 @@ export function defaultConfig(recipe: PretrainRecipe, overrides: Partial<Pretrai
     temperature: 0.2,
     distillTemperature: 0.2,
     teacherPrecision: 'float32',
+    precision: 'float32',
     contrastiveWeight: 1,
     distillWeight: 1,
     dim: 128,
@@ -262,6 +265,7 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
     contrastiveWeight: config.contrastiveWeight,
     distillWeight: config.distillWeight,
     teacherDtype: config.teacherPrecision,
+    computeDtype: config.precision,
     momentum: config.momentum,
     keyGroups: config.keyGroups,
     seed: config.seed,
@@ -311,7 +315,10 @@ export function validateConfig(config: PretrainConfig): void {
     throw new Error('contrastiveWeight and distillWeight are both 0: nothing to train');
   }
   if (!(config.momentum >= 0 && config.momentum <= 1)) throw new Error(`momentum must be in [0, 1], got ${config.momentum}`);
-  if (!TEACHER_PRECISIONS.includes(config.teacherPrecision)) {
-    throw new Error(`teacherPrecision must be ${TEACHER_PRECISIONS.join(' or ')}, got '${config.teacherPrecision}'`);
+  for (const name of ['teacherPrecision', 'precision'] as const) {
+    if (!PRECISIONS.includes(config[name])) throw new Error(`${name} must be ${PRECISIONS.join(' or ')}, got '${config[name]}'`);
+  }
+  if (config.precision !== 'float32' && config.arch === 'reactnet-a') {
+    throw new Error(`mixed precision (${config.precision}) trains real-valued ResNets; reactnet-a keeps its binary operators in float32`);
   }
 }

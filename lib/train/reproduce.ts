@@ -11,6 +11,7 @@ import { Callback, EpochInfo, StepInfo } from './loop';
 import { labelFraction, linearEvaluation, loadBackbone } from './evaluate';
 import { PretrainConfig, PretrainRecipe, defaultConfig, pretrain, usesMoco } from './pretrain';
 import { classifierFor, encoderSpec } from './specs';
+import { Precision } from './trainer';
 
 export type ReproduceRow = 'moco-baseline' | 'contrastive' | 'contrastive+distill' | 'distill';
 export const REPRODUCE_ROWS: readonly ReproduceRow[] = ['moco-baseline', 'contrastive', 'contrastive+distill', 'distill'];
@@ -33,7 +34,8 @@ export interface ReproducePreset {
   momentum: number;
   temperature: number;
   distillTemperature: number;
-  teacher: { width: number; epochs: number; lr: number };
+  /** `precision`: the teacher's pre-training arithmetic (bfloat16: mixed precision; default float32). */
+  teacher: { width: number; epochs: number; lr: number; precision?: Precision };
   /** Student epochs in all: one step for the baseline, split evenly over the two steps otherwise.
    * `lr` is the three Adam rows' learning rate. */
   student: { width: number; epochs: number; lr: number };
@@ -124,7 +126,7 @@ export interface ReproduceResult {
   seconds: number;
 }
 
-export type TeacherChanges = Partial<Pick<ReproducePreset['teacher'], 'epochs' | 'width'>>;
+export type TeacherChanges = Partial<Pick<ReproducePreset['teacher'], 'epochs' | 'width' | 'precision'>>;
 
 /**
  * Changes to the student rows: every field of a pre-training config applies to all four rows

@@ -254,12 +254,15 @@ Napi::Value create_trainer(const Napi::CallbackInfo& info) {
     options.distill_weight = optional_number(env, spec, "distillWeight", 1);
     options.key_groups = static_cast<int64_t>(optional_number(env, spec, "keyGroups", 8));
     options.seed = static_cast<uint64_t>(optional_number(env, spec, "seed", 0));
-    const Napi::Value teacher_dtype = spec.Get("teacherDtype");
-    if (!teacher_dtype.IsUndefined() && !teacher_dtype.IsNull()) {
-      const std::string name = string(env, teacher_dtype, "teacherDtype");
-      if (name != "float32" && name != "bfloat16") throw_argument(env, "teacherDtype must be float32 or bfloat16, got '" + name + "'");
-      options.teacher_dtype = name == "bfloat16" ? at::kBFloat16 : at::kFloat;
-    }
+    const auto precision = [&](const char* key) {
+      const Napi::Value value = spec.Get(key);
+      if (value.IsUndefined() || value.IsNull()) return at::kFloat;
+      const std::string name = string(env, value, key);
+      if (name != "float32" && name != "bfloat16") throw_argument(env, std::string(key) + " must be float32 or bfloat16, got '" + name + "'");
+      return name == "bfloat16" ? at::kBFloat16 : at::kFloat;
+    };
+    options.teacher_dtype = precision("teacherDtype");
+    options.compute_dtype = precision("computeDtype");
     const Napi::Value time_phases = spec.Get("timePhases");
     options.time_phases = !time_phases.IsUndefined() && boolean(env, time_phases, "timePhases");
     const Napi::Value mean = spec.Get("featureMean"), std = spec.Get("featureStd");

@@ -8,9 +8,11 @@
 #include <sstream>
 #include <torch/cuda.h>
 
+#include "../compat.h"
 #include "../nn/batch_norm.h"
 #include "../nn/frozen_resnet.h"
 #include "../nn/moco.h"
+#include "../nn/resnet.h"
 #include "../ops/ops.h"
 
 namespace s2bnn::train {
@@ -29,6 +31,43 @@ std::string describe(double value) {
   out << value;
   return out.str();
 }
+
+// oneDNN's bfloat16 convolutions need AVX-512 (BW, VL, DQ); a trainer that would use them says so
+// before any training.
+void require_cpu_bfloat16(const char* what) {
+  try {
+    at::conv2d(at::ones({1, 1, 3, 3}, at::kBFloat16), at::ones({1, 1, 1, 1}, at::kBFloat16));
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, "trainer: ", what, " needs bfloat16 convolutions, which this CPU's libtorch cannot run (",
+                error.what_without_backtrace(), ")");
+  }
+}
+
+// torch.autocast for one forward. Autocast caches its casts of the weights while any scope is
+// open, and the optimizer changes the weights in place: the cache goes when the last scope closes.
+class AutocastScope {
+ public:
+  AutocastScope(c10::DeviceType device, at::ScalarType dtype) : on_(dtype != at::kFloat), device_(device) {
+    if (!on_) return;
+    was_enabled_ = compat::autocast_enabled(device_);
+    was_dtype_ = compat::autocast_dtype(device_);
+    compat::set_autocast(device_, true, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    compat::set_autocast(device_, was_enabled_, was_dtype_);
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool on_;
+  c10::DeviceType device_;
+  bool was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kFloat;
+};
 
 }  // namespace
 
@@ -84,20 +123,20 @@ Trainer::Trainer(nn::ModelPtr model, nn::ModelPtr teacher, TrainerOptions option
 
   TORCH_CHECK(options_.teacher_dtype == at::kFloat || options_.teacher_dtype == at::kBFloat16,
               "trainer: the teacher runs in float32 or bfloat16, got ", options_.teacher_dtype);
+  TORCH_CHECK(options_.compute_dtype == at::kFloat || options_.compute_dtype == at::kBFloat16,
+              "trainer: the network computes in float32 or bfloat16 (mixed precision), got ", options_.compute_dtype);
+  if (options_.compute_dtype != at::kFloat) {
+    TORCH_CHECK(dynamic_cast<nn::ResNet*>(student_), "trainer: mixed precision trains real-valued ResNets; ",
+                student_->arch(), " keeps its binary operators in float32");
+    const auto parameters = student_->parameters();
+    if (!parameters.empty() && parameters.front().device().is_cpu()) require_cpu_bfloat16("mixed precision (bfloat16)");
+  }
   if (teacher_) {
     teacher_->eval();
     at::NoGradGuard no_grad;
     if (options_.teacher_dtype != at::kFloat) {
       const auto parameters = teacher_->parameters();
-      if (parameters.empty() || parameters.front().device().is_cpu()) {
-        // oneDNN's bfloat16 convolutions need AVX-512 (BW, VL, DQ); say so before any training.
-        try {
-          at::conv2d(at::ones({1, 1, 3, 3}, at::kBFloat16), at::ones({1, 1, 1, 1}, at::kBFloat16));
-        } catch (const c10::Error& error) {
-          TORCH_CHECK(false, "trainer: a bfloat16 teacher needs bfloat16 convolutions, which this CPU's libtorch cannot run (",
-                      error.what_without_backtrace(), "); use a float32 teacher");
-        }
-      }
+      if (parameters.empty() || parameters.front().device().is_cpu()) require_cpu_bfloat16("a bfloat16 teacher");
       teacher_->to(options_.teacher_dtype);
     }
     frozen_teacher_ = nn::FrozenResNet::of(teacher_);
@@ -148,7 +187,8 @@ at::Tensor Trainer::encode_keys(const at::Tensor& keys) {
   const int64_t batch = keys.size(0);
   // BatchNorm in training mode needs at least two samples per group.
   const int64_t groups = std::max<int64_t>(1, std::min(options_.key_groups, batch / 2));
-  if (groups == 1) return moco.encoder_k->forward(keys);
+  AutocastScope autocast(keys.device().type(), options_.compute_dtype);
+  if (groups == 1) return moco.encoder_k->forward(keys).to(at::kFloat);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(mix(options_.seed ^ mix(static_cast<uint64_t>(steps_))));
   const at::Tensor order = at::randperm(batch, generator, at::TensorOptions().dtype(at::kLong)).to(keys.device());
   if (batch % groups == 0) {
@@ -156,15 +196,20 @@ at::Tensor Trainer::encode_keys(const at::Tensor& keys) {
     // g) so that the whole batch runs through the encoder at once (nn/batch_norm.h).
     const at::Tensor interleaved = order.view({groups, batch / groups}).t().reshape(-1);
     nn::GhostBatches ghost(groups);
-    const at::Tensor encoded = moco.encoder_k->forward(keys.index_select(0, interleaved));
+    const at::Tensor encoded = moco.encoder_k->forward(keys.index_select(0, interleaved)).to(at::kFloat);
     return at::empty_like(encoded).index_copy_(0, interleaved, encoded);
   }
   std::vector<at::Tensor> encoded;
   for (const at::Tensor& chunk : keys.index_select(0, order).tensor_split(groups)) {
-    encoded.push_back(moco.encoder_k->forward(chunk));
+    encoded.push_back(moco.encoder_k->forward(chunk).to(at::kFloat));
   }
   const at::Tensor shuffled = at::cat(encoded);
   return at::empty_like(shuffled).index_copy_(0, order, shuffled);
+}
+
+at::Tensor Trainer::student_forward(const at::Tensor& input, bool head) {
+  AutocastScope autocast(input.device().type(), options_.compute_dtype);
+  return (head ? student_->forward(input) : student_->features(input)).to(at::kFloat);
 }
 
 at::Tensor Trainer::teacher_targets(const at::Tensor& images) {
@@ -248,11 +293,11 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
       at::Tensor features;
       {
         at::NoGradGuard no_grad;
-        features = (student_->features(inputs[0]) - options_.feature_mean) / options_.feature_std;
+        features = (student_forward(inputs[0], /*head=*/false) - options_.feature_mean) / options_.feature_std;
       }
       logits = at::linear(features, probe_weight_, probe_bias_);
     } else {
-      logits = student_->forward(inputs[0]);
+      logits = student_forward(inputs[0]);
     }
     TORCH_CHECK(logits.dim() == 2, "step: the supervised recipe needs a model with a linear head");
     loss = at::cross_entropy_loss(logits, target);
@@ -262,7 +307,7 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
   } else {
     model_->train(true);
     if (teacher_) teacher_->eval();
-    const at::Tensor query = student_->forward(inputs[0]);
+    const at::Tensor query = student_forward(inputs[0]);
     clock.mark("student");
     nn::MoCo* moco = contrastive ? &dynamic_cast<nn::MoCo&>(*model_) : nullptr;
     at::Tensor target;
