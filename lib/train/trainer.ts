@@ -58,7 +58,7 @@ export interface TrainerOptions {
    * The trained network's convolutions and matrix products (default float32). bfloat16 is mixed
    * precision, torch.autocast's: parameters, gradients, optimizer state and losses stay float32.
    * Real-valued ResNets only (ReActNet's binary operators stay float32); a MoCo step of the
-   * reproduction's teacher runs about 1.4x faster on a CPU with AVX-512 BF16.
+   * reproduction's teacher runs about 1.5x faster per epoch on a CPU with AVX-512 BF16.
    */
   computeDtype?: Precision;
   /** Sub-batches the shuffled key batch is encoded in (single-device shuffle BN; default 8). */

@@ -32,9 +32,11 @@ std::string describe(double value) {
   return out.str();
 }
 
-// oneDNN's bfloat16 convolutions need AVX-512 (BW, VL, DQ); a trainer that would use them says so
-// before any training.
-void require_cpu_bfloat16(const char* what) {
+// oneDNN's bfloat16 convolutions need AVX-512 (BW, VL, DQ); a trainer that would run them for
+// `model` on the CPU says so before any training.
+void require_cpu_bfloat16(const nn::Model& model, const char* what) {
+  const auto parameters = model.parameters();
+  if (!parameters.empty() && !parameters.front().device().is_cpu()) return;
   try {
     at::conv2d(at::ones({1, 1, 3, 3}, at::kBFloat16), at::ones({1, 1, 1, 1}, at::kBFloat16));
   } catch (const c10::Error& error) {
@@ -128,15 +130,13 @@ Trainer::Trainer(nn::ModelPtr model, nn::ModelPtr teacher, TrainerOptions option
   if (options_.compute_dtype != at::kFloat) {
     TORCH_CHECK(dynamic_cast<nn::ResNet*>(student_), "trainer: mixed precision trains real-valued ResNets; ",
                 student_->arch(), " keeps its binary operators in float32");
-    const auto parameters = student_->parameters();
-    if (!parameters.empty() && parameters.front().device().is_cpu()) require_cpu_bfloat16("mixed precision (bfloat16)");
+    require_cpu_bfloat16(*student_, "mixed precision (bfloat16)");
   }
   if (teacher_) {
     teacher_->eval();
     at::NoGradGuard no_grad;
     if (options_.teacher_dtype != at::kFloat) {
-      const auto parameters = teacher_->parameters();
-      if (parameters.empty() || parameters.front().device().is_cpu()) require_cpu_bfloat16("a bfloat16 teacher");
+      require_cpu_bfloat16(*teacher_, "a bfloat16 teacher");
       teacher_->to(options_.teacher_dtype);
     }
     frozen_teacher_ = nn::FrozenResNet::of(teacher_);

@@ -46,7 +46,7 @@ struct TrainerOptions {
   at::ScalarType teacher_dtype = at::kFloat;
   // The trained network's convolutions and matrix products: float, or bfloat16 under autocast
   // (mixed precision: parameters, gradients, optimizer state and losses stay float). Real-valued
-  // ResNets only; a MoCo step of the reproduction's teacher runs about 1.4x faster on a CPU with
+  // ResNets only; a MoCo epoch of the reproduction's teacher runs about 1.5x faster on a CPU with
   // AVX-512 BF16 (docs/training.md).
   at::ScalarType compute_dtype = at::kFloat;
   // Supervised only: a linear probe on standardized features. The trainer owns a Linear over
