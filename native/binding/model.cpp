@@ -110,6 +110,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
                            InstanceMethod<&ModelHandle::zero_grad>("zeroGrad"),
                            InstanceMethod<&ModelHandle::complexity>("complexity"),
                            InstanceMethod<&ModelHandle::momentum_update>("momentumUpdate"),
+                           InstanceMethod<&ModelHandle::unused_modules>("unusedModules"),
                            InstanceMethod<&ModelHandle::enqueue>("enqueue"),
                        });
   }
@@ -205,15 +206,17 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
       const int64_t h = integer(env, info[0], "height"), w = integer(env, info[1], "width");
       if (h < 1 || w < 1) throw_argument(env, "the input size must be positive");
       const nn::Complexity c = model->complexity(h, w);
-      int64_t params = 0;
-      for (const auto& p : model->parameters()) params += p.numel();
       Napi::Object out = Napi::Object::New(env);
       out.Set("flops", Napi::Number::New(env, c.flops));
       out.Set("binaryOps", Napi::Number::New(env, c.binary_ops));
       out.Set("ops", Napi::Number::New(env, c.ops()));
-      out.Set("parameters", Napi::Number::New(env, static_cast<double>(params)));
+      out.Set("parameters", Napi::Number::New(env, static_cast<double>(c.parameters)));
       return out;
     });
+  }
+
+  Napi::Value unused_modules(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value { return strings(info.Env(), model->unused_modules()); });
   }
 
   nn::MoCo& moco(Napi::Env env) {

@@ -313,7 +313,7 @@ Napi::Value extract_features(const Napi::CallbackInfo& info) {
   });
 }
 
-// knnScores(trainFeatures, trainLabels, testFeatures, {k, temperature, classes}) -> Promise<TensorHandle [M, classes]>
+// knnScores(trainFeatures, trainLabels, testFeatures, {k, temperature, classes, leaveOneOut?}) -> Promise<TensorHandle [M, classes]>
 Napi::Value knn_scores(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -325,6 +325,8 @@ Napi::Value knn_scores(const Napi::CallbackInfo& info) {
     options.k = integer(env, spec.Get("k"), "k");
     options.temperature = number(env, spec.Get("temperature"), "temperature");
     options.classes = integer(env, spec.Get("classes"), "classes");
+    const Napi::Value leave_one_out = spec.Get("leaveOneOut");
+    options.leave_one_out = !leave_one_out.IsUndefined() && boolean(env, leave_one_out, "leaveOneOut");
     auto out = std::make_shared<at::Tensor>();
     return run_async(
         env, kCodeTorch,

@@ -145,7 +145,14 @@ PackedReActNet PackedReActNet::from_state(const Named& named, bool small_stem, b
     if (i >= base.size()) throw std::invalid_argument("the state dict has more blocks than ReActNet-A's 13");
     PackedBlock block;
     block.in = channels;
-    block.out = state.has(block_name(i, "binary_pw.weight")) ? channels : 2 * channels;
+    // A block keeps or doubles its width; move22 has the output's. Official state dicts hold both
+    // kinds of 1x1 stage in every block, so which one is present says nothing.
+    const at::Tensor move22 = state.get(block_name(i, "move22.bias"), {});
+    block.out = move22.numel();
+    if (block.out != channels && block.out != 2 * channels) {
+      throw std::invalid_argument("'" + block_name(i, "move22.bias") + "' holds " + std::to_string(block.out) +
+                                  " values: a block from " + std::to_string(channels) + " channels keeps or doubles them");
+    }
     block.stride = base[i] != base[i - 1] && base[i] != 64 ? 2 : 1;
     strides.push_back(block.stride);
     for (const auto& [name, member] : block_vectors()) {

@@ -13,16 +13,25 @@ MoCo::MoCo(const Factory& make_encoder, int64_t dim, int64_t queue_size) {
     key.copy_(p.value());
     key.set_requires_grad(false);
   }
+  for (const auto& [name, query] : active_parameters(*encoder_q)) momentum_pairs_.emplace_back(query, k[name]);
   queue = register_buffer("queue", torch::nn::functional::normalize(
                                        torch::randn({dim, queue_size}),
                                        torch::nn::functional::NormalizeFuncOptions().dim(0)));
   queue_ptr = register_buffer("queue_ptr", torch::zeros({1}, torch::kLong));
 }
 
+std::vector<std::string> MoCo::unused_modules() const {
+  std::vector<std::string> names;
+  for (const auto& name : encoder_q->unused_modules()) {
+    names.push_back("encoder_q." + name);
+    names.push_back("encoder_k." + name);
+  }
+  return names;
+}
+
 void MoCo::momentum_update(double momentum) {
   torch::NoGradGuard no_grad;
-  const auto q = encoder_q->named_parameters(), k = encoder_k->named_parameters();
-  for (const auto& p : q) k[p.key()].mul_(momentum).add_(p.value().detach(), 1 - momentum);
+  for (auto& [query, key] : momentum_pairs_) key.mul_(momentum).add_(query.detach(), 1 - momentum);
 }
 
 void MoCo::enqueue(const at::Tensor& keys) {

@@ -20,14 +20,21 @@ class MoCo : public Model {
   Complexity complexity(int64_t height, int64_t width) const override { return encoder_q->complexity(height, width); }
   std::string arch() const override { return "moco-" + encoder_q->arch(); }
   int64_t feature_dim() const override { return encoder_q->feature_dim(); }
+  std::vector<std::string> unused_modules() const override;
 
-  // key = m * key + (1 - m) * query, parameters only (buffers follow the key encoder's own BN).
+  // key = m * key + (1 - m) * query, parameters only (buffers follow the key encoder's own BN),
+  // skipping the encoders' unused modules: their query side never changes.
   void momentum_update(double momentum);
   // Writes `keys` [B, dim] over the oldest queue entries and advances queue_ptr.
   void enqueue(const at::Tensor& keys);
 
   ModelPtr encoder_q, encoder_k;
   at::Tensor queue, queue_ptr;
+
+ private:
+  // (query, key) parameter pairs the momentum update moves. Handles stay valid across to() and
+  // load_state_dict, which change parameters in place.
+  std::vector<std::pair<at::Tensor, at::Tensor>> momentum_pairs_;
 };
 
 }  // namespace s2bnn::nn

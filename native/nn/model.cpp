@@ -50,15 +50,37 @@ std::string join(const std::vector<std::string>& names) {
 
 }  // namespace
 
+bool under_any(const std::string& name, const std::vector<std::string>& modules) {
+  for (const auto& module : modules) {
+    if (name.size() > module.size() && name.compare(0, module.size(), module) == 0 && name[module.size()] == '.') return true;
+  }
+  return false;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> active_parameters(const Model& model) {
+  const auto unused = model.unused_modules();
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : model.named_parameters()) {
+    if (!under_any(p.key(), unused)) out.emplace_back(p.key(), p.value());
+  }
+  return out;
+}
+
+int64_t parameter_count(const Model& model) {
+  int64_t count = 0;
+  for (const auto& [name, p] : active_parameters(model)) count += p.numel();
+  return count;
+}
+
 std::vector<std::pair<std::string, at::Tensor>> state_dict(const torch::nn::Module& module) {
   std::vector<std::pair<std::string, at::Tensor>> out;
   collect(module, "", out);
   return out;
 }
 
-LoadResult load_state_dict(torch::nn::Module& module,
-                           const std::vector<std::pair<std::string, at::Tensor>>& entries, bool strict) {
-  const auto own = state_dict(module);
+LoadResult load_state_dict(Model& model, const std::vector<std::pair<std::string, at::Tensor>>& entries, bool strict) {
+  const auto own = state_dict(model);
+  const auto unused = model.unused_modules();
   std::unordered_map<std::string, const at::Tensor*> given;
   for (const auto& [name, tensor] : entries) given[name] = &tensor;
   LoadResult result;
@@ -67,7 +89,7 @@ LoadResult load_state_dict(torch::nn::Module& module,
     auto found = given.find(name);
     if (found == given.end()) {
       const bool tracked_counter = name.size() >= 19 && name.compare(name.size() - 19, 19, "num_batches_tracked") == 0;
-      if (!tracked_counter) result.missing.push_back(name);
+      if (!tracked_counter && !under_any(name, unused)) result.missing.push_back(name);
       continue;
     }
     if (found->second->sizes() != target.sizes()) {

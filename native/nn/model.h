@@ -16,6 +16,7 @@ namespace s2bnn::nn {
 struct Complexity {
   double flops = 0;
   double binary_ops = 0;
+  int64_t parameters = 0;  // of the modules that run
   double ops() const { return binary_ops / 64 + flops; }
 };
 
@@ -39,6 +40,10 @@ class Model : public torch::nn::Module {
   virtual Complexity complexity(int64_t height, int64_t width) const = 0;
   virtual std::string arch() const = 0;
   virtual int64_t feature_dim() const = 0;
+  // Modules the network registers but never runs, as dotted paths from the model (ReActNet-A's
+  // blocks register both kinds of 1x1 stage, as the official code does). They get no gradient,
+  // cost nothing per step, and loading does not require them (s2bnn's lean checkpoints lack them).
+  virtual std::vector<std::string> unused_modules() const { return {}; }
 };
 
 using ModelPtr = std::shared_ptr<Model>;
@@ -58,6 +63,13 @@ class ProjectionHead {
   torch::nn::Sequential mlp_{nullptr};
 };
 
+// Whether `name` (a parameter or buffer key) lies under one of `modules`.
+bool under_any(const std::string& name, const std::vector<std::string>& modules);
+
+// The parameters of `model` outside its unused modules, in model order.
+std::vector<std::pair<std::string, at::Tensor>> active_parameters(const Model& model);
+int64_t parameter_count(const Model& model);  // their elements
+
 // The state dict in PyTorch's order (per module: parameters, then buffers, then children).
 std::vector<std::pair<std::string, at::Tensor>> state_dict(const torch::nn::Module& module);
 
@@ -65,11 +77,11 @@ struct LoadResult {
   std::vector<std::string> missing, unexpected;
 };
 
-// Copies matching entries into the module (dtype converted as PyTorch does). A shape mismatch
+// Copies matching entries into the model (dtype converted as PyTorch does). A shape mismatch
 // is an error naming the key and both shapes; with `strict`, missing or unexpected keys are an
-// error listing them. `num_batches_tracked` is never reported missing: checkpoints older than
-// PyTorch 0.4.1 do not have it, and PyTorch's BatchNorm accepts them too.
-LoadResult load_state_dict(torch::nn::Module& module,
-                           const std::vector<std::pair<std::string, at::Tensor>>& entries, bool strict);
+// error listing them. Never reported missing: `num_batches_tracked` (checkpoints older than
+// PyTorch 0.4.1 lack it, and PyTorch's BatchNorm accepts them too) and the keys of the model's
+// unused modules (s2bnn's lean checkpoints lack them; they keep their values).
+LoadResult load_state_dict(Model& model, const std::vector<std::pair<std::string, at::Tensor>>& entries, bool strict);
 
 }  // namespace s2bnn::nn

@@ -33,7 +33,7 @@ LearnableBiasImpl::LearnableBiasImpl(int64_t channels) {
 ReActBlockImpl::ReActBlockImpl(int64_t in, int64_t out, int64_t stride, bool binarize_weights)
     : in_(in), out_(out), stride_(stride) {
   TORCH_CHECK(out == in || out == 2 * in, "ReActNet blocks keep or double the width, got ", in, " -> ", out);
-  // Registration order is the reference's, so state dicts list keys in the same order.
+  // The official registration order, both kinds of 1x1 stage included (see the header).
   move11 = register_module("move11", LearnableBias(in));
   binary_3x3 = register_module("binary_3x3", BinaryConv(in, in, 3, stride, binarize_weights));
   bn1 = register_module("bn1", BatchNorm2d(in));
@@ -41,18 +41,20 @@ ReActBlockImpl::ReActBlockImpl(int64_t in, int64_t out, int64_t stride, bool bin
   prelu1 = register_module("prelu1", torch::nn::PReLU(torch::nn::PReLUOptions().num_parameters(in)));
   move13 = register_module("move13", LearnableBias(in));
   move21 = register_module("move21", LearnableBias(in));
-  if (in == out) {
-    binary_pw = register_module("binary_pw", BinaryConv(in, out, 1, 1, binarize_weights));
-    bn2 = register_module("bn2", BatchNorm2d(out));
-  } else {
-    binary_pw_down1 = register_module("binary_pw_down1", BinaryConv(in, in, 1, 1, binarize_weights));
-    binary_pw_down2 = register_module("binary_pw_down2", BinaryConv(in, in, 1, 1, binarize_weights));
-    bn2_1 = register_module("bn2_1", BatchNorm2d(in));
-    bn2_2 = register_module("bn2_2", BatchNorm2d(in));
-  }
+  binary_pw = register_module("binary_pw", BinaryConv(in, out, 1, 1, binarize_weights));
+  bn2 = register_module("bn2", BatchNorm2d(out));
   move22 = register_module("move22", LearnableBias(out));
   prelu2 = register_module("prelu2", torch::nn::PReLU(torch::nn::PReLUOptions().num_parameters(out)));
   move23 = register_module("move23", LearnableBias(out));
+  binary_pw_down1 = register_module("binary_pw_down1", BinaryConv(in, in, 1, 1, binarize_weights));
+  binary_pw_down2 = register_module("binary_pw_down2", BinaryConv(in, in, 1, 1, binarize_weights));
+  bn2_1 = register_module("bn2_1", BatchNorm2d(in));
+  bn2_2 = register_module("bn2_2", BatchNorm2d(in));
+}
+
+std::vector<std::string> ReActBlockImpl::unused_modules() const {
+  if (in_ == out_) return {"binary_pw_down1", "binary_pw_down2", "bn2_1", "bn2_2"};
+  return {"binary_pw", "bn2"};
 }
 
 at::Tensor ReActBlockImpl::forward(const at::Tensor& x) {
@@ -125,6 +127,14 @@ at::Tensor ReActNetA::features(const at::Tensor& x) {
 
 at::Tensor ReActNetA::forward(const at::Tensor& x) { return head_(features(x)); }
 
+std::vector<std::string> ReActNetA::unused_modules() const {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    for (const auto& name : blocks_[i]->unused_modules()) names.push_back("feature." + std::to_string(i + 1) + "." + name);
+  }
+  return names;
+}
+
 Complexity ReActNetA::complexity(int64_t height, int64_t width) const {
   Complexity c;
   const int64_t stride = options_.small_stem ? 1 : 2;
@@ -132,6 +142,7 @@ Complexity ReActNetA::complexity(int64_t height, int64_t width) const {
   c.flops += double(options_.in_channels) * widths_[0] * 9 * h * w;
   for (const auto& block : blocks_) block->add_complexity(c, h, w);
   c.flops += head_.flops();
+  c.parameters = parameter_count(*this);
   return c;
 }
 

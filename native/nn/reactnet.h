@@ -1,6 +1,7 @@
-// ReActNet-A (PAPER.md "Backbone: ReActNet-A") with the reference implementation's names:
-// feature.0.{conv1,bn1} for the stem, then blocks feature.1..13 with move11..move23 (learnable
-// biases), binary_3x3, bn1, prelu1, binary_pw / binary_pw_down1/2, bn2 / bn2_1/2, prelu2; head fc.
+// ReActNet-A (docs/checkpoints.md) in the official S2-BNN code's module layout: feature.0.{conv1,bn1}
+// for the stem, then blocks feature.1..13, each registering move11, binary_3x3, bn1, move12,
+// prelu1, move13, move21, binary_pw, bn2, move22, prelu2, move23, binary_pw_down1,
+// binary_pw_down2, bn2_1, bn2_2 in that order whether it runs them or not; head fc.
 #pragma once
 
 #include "batch_norm.h"
@@ -40,11 +41,17 @@ class LearnableBiasImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LearnableBias);
 
+// The official block registers the modules of both kinds of block, so that its state dicts,
+// parameter order (torch.optim's state indices) and checkpoints are those of every released
+// model; a same-width block runs binary_pw / bn2, a doubling one binary_pw_down1/2 / bn2_1/2.
+// The others keep their initial values and never see a gradient.
 class ReActBlockImpl : public torch::nn::Module {
  public:
   ReActBlockImpl(int64_t in, int64_t out, int64_t stride, bool binarize_weights);
   at::Tensor forward(const at::Tensor& x);
   void add_complexity(Complexity& c, int64_t& height, int64_t& width) const;
+  // The names of the registered modules this block never runs.
+  std::vector<std::string> unused_modules() const;
 
  private:
   int64_t in_, out_, stride_;
@@ -64,6 +71,7 @@ class ReActNetA : public Model {
   Complexity complexity(int64_t height, int64_t width) const override;
   std::string arch() const override { return "reactnet-a"; }
   int64_t feature_dim() const override { return widths_.back(); }
+  std::vector<std::string> unused_modules() const override;
 
   // The paper's stage widths; entry 0 is the stem.
   static const std::vector<int64_t>& base_widths();

@@ -114,6 +114,7 @@ Complexity ResNet::complexity(int64_t height, int64_t width) const {
   if (!options_.small_stem) h = out_size(h, 3, 2), w = out_size(w, 3, 2);
   for (const auto& block : blocks_) c.flops += block->flops(h, w);
   c.flops += head_.flops();
+  c.parameters = parameter_count(*this);
   return c;
 }
 

@@ -2,6 +2,8 @@
 
 #include <c10/util/Exception.h>
 
+#include <limits>
+
 #include "trainer.h"
 
 namespace s2bnn::train {
@@ -55,18 +57,23 @@ at::Tensor knn_scores(const at::Tensor& train_features, const at::Tensor& train_
   TORCH_CHECK(options.classes > 0, "knn: the number of classes must be > 0");
   TORCH_CHECK(options.k >= 1, "knn: k must be >= 1");
   TORCH_CHECK(options.temperature > 0, "knn: the temperature must be > 0");
-  TORCH_CHECK(train_features.size(0) > 0, "knn: no training features");
+  TORCH_CHECK(train_features.size(0) > (options.leave_one_out ? 1 : 0), "knn: no training features",
+              options.leave_one_out ? " besides the sample itself" : "");
+  TORCH_CHECK(!options.leave_one_out || train_features.size(0) == test_features.size(0),
+              "knn: leave-one-out needs the bank as the test features, got ", train_features.size(0), " and ",
+              test_features.size(0), " rows");
   at::NoGradGuard no_grad;
   const at::Tensor labels = train_labels.to(at::kLong);
   TORCH_CHECK(labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < options.classes,
               "knn: train labels must lie in [0, ", options.classes, ")");
-  const int64_t k = std::min(options.k, train_features.size(0));
+  const int64_t k = std::min(options.k, train_features.size(0) - (options.leave_one_out ? 1 : 0));
   const at::Tensor bank = train_features.to(at::kFloat).t().contiguous();
   const int64_t rows = test_features.size(0);
   at::Tensor scores = at::zeros({rows, options.classes}, at::kFloat);
   for (int64_t begin = 0; begin < rows; begin += options.chunk) {
     const int64_t count = std::min(options.chunk, rows - begin);
     const at::Tensor similarity = test_features.narrow(0, begin, count).to(at::kFloat).mm(bank);
+    if (options.leave_one_out) similarity.narrow(1, begin, count).diagonal().fill_(-std::numeric_limits<float>::infinity());
     const auto [values, indices] = similarity.topk(k, 1, true, false);
     const at::Tensor weights = (values / options.temperature).exp_();
     const at::Tensor neighbour_labels = labels.index_select(0, indices.reshape(-1)).view({count, k});

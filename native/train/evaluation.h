@@ -26,6 +26,9 @@ struct KnnOptions {
   double temperature = 0.07;
   int64_t classes = 0;
   int64_t chunk = 256;  // test rows per similarity block (memory: chunk x N floats)
+  // The test features are the bank itself (a dataset with only a val split): row i is never its
+  // own neighbour, so each sample is classified by the others.
+  bool leave_one_out = false;
 };
 
 // Weighted kNN (Wu et al. 2018, as in the MoCo/SimSiam/lightly monitors): cosine similarity of

@@ -149,9 +149,8 @@ Trainer::Trainer(nn::ModelPtr model, nn::ModelPtr teacher, TrainerOptions option
       if (!frozen_teacher_ && p.dim() == 4 && p.device().is_cpu()) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
     }
   }
-  // The trainable parameters in model order: the indices torch.optim gives them when the
-  // reference builds its optimizer from model.parameters() (MoCo: encoder_q comes first, and
-  // encoder_k never has gradients) or from the unfrozen ones (linear evaluation).
+  // The optimizer's parameters are the reference's, in its order: its state indices are then
+  // torch.optim's for the same model.
   std::vector<at::Tensor> params;
   if (options_.feature_mean.defined() || options_.feature_std.defined()) {
     TORCH_CHECK(options_.recipe == Recipe::Supervised, "trainer: feature standardization is for the supervised recipe");
@@ -173,11 +172,14 @@ Trainer::Trainer(nn::ModelPtr model, nn::ModelPtr teacher, TrainerOptions option
     optimizer_ = std::make_unique<Optimizer>(std::move(params), optimizer);
     return;
   }
-  const std::string prefix = student_ == model_.get() ? "" : "encoder_q.";
-  for (const auto& p : student_->named_parameters()) {
-    if (!p.value().requires_grad()) continue;
+  // Pre-training optimizes model.parameters() as main_moco.py does (MoCo: encoder_q, then
+  // encoder_k, which never has a gradient); supervised training only the trainable ones, as
+  // main_lincls.py filters them. Parameters without a gradient get no state and cost nothing.
+  const bool every_parameter = options_.recipe != Recipe::Supervised;
+  for (const auto& p : model_->named_parameters()) {
+    if (!every_parameter && !p.value().requires_grad()) continue;
     params.push_back(p.value());
-    parameter_names_.push_back(prefix + p.key());
+    parameter_names_.push_back(p.key());
   }
   optimizer_ = std::make_unique<Optimizer>(std::move(params), optimizer);
 }

@@ -94,7 +94,8 @@ class Trainer {
   // Steps taken; seeds each step's key permutation, so a resumed run repeats it exactly.
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }
-  // Names of the optimizer's parameters, in its (PyTorch) order: the trainable ones, model order.
+  // Names of the optimizer's parameters, in its (PyTorch) order: the model's parameters when
+  // pre-training, the trainable ones when supervised (the probe's fc.weight, fc.bias).
   const std::vector<std::string>& parameter_names() const { return parameter_names_; }
 
  private:

@@ -1,6 +1,6 @@
-"""ReActNet-A in plain PyTorch, written from PAPER.md the way the public ReActNet / S2-BNN code
-writes it (same module structure, so the same state-dict keys), plus torchvision's ResNets with
-the MoCo MLP head. The parity tests load s2bnn's checkpoints into these and compare outputs and
+"""ReActNet-A in plain PyTorch, written to the official S2-BNN code's module layout (the same
+modules in the same order, used or not, so the same state-dict keys and parameter order; see
+docs/checkpoints.md), plus torchvision's ResNets with the MoCo MLP head. The parity tests load s2bnn's checkpoints into these and compare outputs and
 gradients; the benchmarks time them. Imports nothing from s2bnn.
 """
 import torch
@@ -55,8 +55,14 @@ class FirstConv3x3(nn.Module):
 
 
 class BasicBlock(nn.Module):
+    """A ReActNet block. Like the official S2-BNN code, it registers every module either kind of
+    block could use, in one fixed order, and runs only its own: a same-width block its binary_pw /
+    bn2, a doubling block the two binary_pw_down convs and bn2_1 / bn2_2. State dicts, parameter
+    order (so torch.optim state indices) and checkpoints therefore carry all of them."""
+
     def __init__(self, inplanes, planes, stride, binarize_weights):
         super().__init__()
+        assert planes in (inplanes, 2 * inplanes)
         self.move11 = LearnableBias(inplanes)
         self.binary_3x3 = binary_conv(inplanes, inplanes, 3, stride, binarize_weights)
         self.bn1 = nn.BatchNorm2d(inplanes)
@@ -64,17 +70,15 @@ class BasicBlock(nn.Module):
         self.prelu1 = nn.PReLU(inplanes)
         self.move13 = LearnableBias(inplanes)
         self.move21 = LearnableBias(inplanes)
-        if inplanes == planes:
-            self.binary_pw = binary_conv(inplanes, planes, 1, 1, binarize_weights)
-            self.bn2 = nn.BatchNorm2d(planes)
-        else:
-            self.binary_pw_down1 = binary_conv(inplanes, inplanes, 1, 1, binarize_weights)
-            self.binary_pw_down2 = binary_conv(inplanes, inplanes, 1, 1, binarize_weights)
-            self.bn2_1 = nn.BatchNorm2d(inplanes)
-            self.bn2_2 = nn.BatchNorm2d(inplanes)
+        self.binary_pw = binary_conv(inplanes, planes, 1, 1, binarize_weights)
+        self.bn2 = nn.BatchNorm2d(planes)
         self.move22 = LearnableBias(planes)
         self.prelu2 = nn.PReLU(planes)
         self.move23 = LearnableBias(planes)
+        self.binary_pw_down1 = binary_conv(inplanes, inplanes, 1, 1, binarize_weights)
+        self.binary_pw_down2 = binary_conv(inplanes, inplanes, 1, 1, binarize_weights)
+        self.bn2_1 = nn.BatchNorm2d(inplanes)
+        self.bn2_2 = nn.BatchNorm2d(inplanes)
         self.binary_activation = BinaryActivation()
         self.stride = stride
         self.inplanes = inplanes

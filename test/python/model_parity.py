@@ -37,8 +37,10 @@ def evaluate(model, x, grad_out):
     return {'eval': eval_out, 'train': train_out.detach(), 'running': running, 'grads': grads}
 
 
+# Draws from the stream `make` seeded. A network this deep has PReLU inputs within ~1e-7 of the
+# kink in most draws, and where the two implementations' last bits differ such an input takes the
+# other branch, moving upstream gradients by ~1e-3: a seed that draws such a flip fails the test.
 def perturb(model):
-    torch.manual_seed(7)
     with torch.no_grad():
         for name, t in model.state_dict().items():
             if name.endswith('running_mean'):

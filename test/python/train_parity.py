@@ -40,8 +40,9 @@ def main():
     if config.get('eval'):
         for name, p in model.named_parameters():
             p.requires_grad = name.startswith('fc.')
-    student = model.encoder_q if config['moco'] and recipe != 'supervised' else model
-    params = [p for p in student.parameters() if p.requires_grad]
+    # As the official scripts build their optimizers: main_moco.py over model.parameters() (MoCo:
+    # encoder_q, then encoder_k), main_lincls.py over the trainable ones.
+    params = [p for p in model.parameters() if recipe != 'supervised' or p.requires_grad]
     step = s2bnn_train.Step(recipe, model, teacher, s2bnn_train.make_optimizer(params, config['optimizer']),
                             key_groups=config.get('keyGroups', 8), seed=config.get('seed', 0))
     if config.get('eval'):
