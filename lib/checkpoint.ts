@@ -188,6 +188,19 @@ export class Checkpoint {
   }
 }
 
+/**
+ * The encoder's weights (head included) under plain names, from any layout a checkpoint comes in:
+ * a MoCo state dict (`encoder_q.*`, with or without DataParallel's `module.`; the key encoder and
+ * queue are left out), or a bare network (`module.` or not).
+ */
+export function encoderState(checkpoint: Checkpoint): Map<string, Tensor> {
+  const state = checkpoint.stateDict();
+  const strip = (k: string) => k.replace(/^module\./, '').replace(/^encoder_q\./, '');
+  const isQuery = (k: string) => /^(module\.)?encoder_q\./.test(k);
+  const hasQuery = [...state.keys()].some(isQuery);
+  return new Map([...state].filter(([k]) => !hasQuery || isQuery(k)).map(([k, v]) => [strip(k), v]));
+}
+
 export function formatForPath(path: string): CheckpointFormat {
   return path.endsWith('.safetensors') ? 'safetensors' : 'zip';
 }

@@ -2,13 +2,13 @@
 // whose binary convolutions run on sign bits (xnor-popcount), and inference with it.
 import * as fs from 'fs';
 
-import { Checkpoint } from './checkpoint';
+import { Checkpoint, encoderState } from './checkpoint';
 import { Model, Stem } from './models';
 import { TensorHandle, native } from './native';
 import { Device, Tensor } from './tensor';
 import { scorePass } from './train/evaluate';
 import { BatchSource } from './train/loop';
-import { encoderSpec, encoderState } from './train/specs';
+import { encoderSpec, isLeanLayout } from './train/specs';
 
 interface PackedModelHandle {
   readonly config: string;
@@ -157,6 +157,8 @@ export interface ExportResult {
   checkpointBytes: number;
   packedBytes: number;
   config: PackedModelConfig;
+  /** The checkpoint was in s2bnn's earlier lean layout (it packs the same; see leanLayoutNotice). */
+  leanLayout: boolean;
 }
 
 /** `s2bnn export`: pack a checkpoint's ReActNet-A and write it to `out`. */
@@ -171,6 +173,7 @@ export async function exportPacked(checkpointFile: string, out: string, options:
     checkpointBytes: fs.statSync(checkpointFile).size,
     packedBytes: fs.statSync(out).size,
     config: packed.model.config,
+    leanLayout: isLeanLayout(checkpoint),
   };
 }
 

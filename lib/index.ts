@@ -39,7 +39,7 @@ export { native, readBuildInfo, opsLibraryPath, NativeLoadError } from './native
 export type { BuildInfo } from './native';
 export { memoryStats, measureMemory, setCpuCacheLimit, emptyCache } from './memory';
 export type { MemoryStats } from './memory';
-export { Checkpoint, OrderedDict, loadCheckpoint, saveCheckpoint, formatForPath } from './checkpoint';
+export { Checkpoint, OrderedDict, loadCheckpoint, saveCheckpoint, formatForPath, encoderState } from './checkpoint';
 export type { PyValue, PyKey, CheckpointFormat, CheckpointSummary, TensorInfo, KeyTransform, SaveResult } from './checkpoint';
 export { Model, MoCoModel, reactnetA, resnet, moco } from './models';
 export type { ReActNetOptions, ResNetOptions, HeadOptions, MoCoOptions, ResNetArch, Complexity, LoadResult, StateDictLike, Head, Stem } from './models';
@@ -57,9 +57,10 @@ export { pretrain, defaultConfig, recipeDefaults, buildStudent, loadTeacher, PRE
 export type { PretrainConfig, PretrainRecipe, PretrainOptions, PretrainResult, Arch } from './train/pretrain';
 export {
   evaluate, extractFeatures, knnAccuracy, knnEvaluate, linearEvaluation, loadBackbone, featureStatistics, fineTune, labelFraction,
+  saveEvaluationCheckpoint,
 } from './train/evaluate';
 export type { Accuracy, EvaluationResult, KnnOptions, LinearEvalOptions, LinearEvalResult, FineTuneOptions } from './train/evaluate';
-export { encoderSpec, classifierFor } from './train/specs';
+export { encoderSpec, classifierFor, headClasses, isLeanLayout, leanParameterNames, leanLayoutNotice } from './train/specs';
 export type { EncoderSpec } from './train/specs';
 export { reproduce, PRESETS, PAPER_TOP1, formatReproduceTable } from './train/reproduce';
 export type { ReproducePreset, ReproduceResult, ReproduceRow, StudentChanges, TeacherChanges } from './train/reproduce';

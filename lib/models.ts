@@ -1,6 +1,6 @@
 // Typed builders and the Model class over the native models (native/nn): ReActNet-A, the
 // ResNet teachers and the MoCo wrapper, with the reference implementations' parameter names.
-import { Checkpoint, OrderedDict } from './checkpoint';
+import { Checkpoint, OrderedDict, encoderState } from './checkpoint';
 import { TensorHandle, native } from './native';
 import { Device, Tensor } from './tensor';
 
@@ -73,6 +73,7 @@ interface ModelHandle {
   complexity(height: number, width: number): Complexity;
   momentumUpdate(momentum: number): void;
   enqueue(keys: TensorHandle): void;
+  unusedModules(): string[];
 }
 
 type ModelSpec = Record<string, unknown> & { arch: string };
@@ -108,6 +109,18 @@ export class Model {
   /** Size of the pooled backbone features (1024 for ReActNet-A, 2048 for ResNet-50). */
   get featureDim(): number {
     return this.handle.featureDim;
+  }
+  /** A MoCo wrapper (encoder_q, encoder_k, queue)? */
+  get isMoco(): boolean {
+    return this.arch.startsWith('moco-');
+  }
+  /**
+   * Modules the network registers but never runs, as state-dict prefixes: ReActNet-A's blocks
+   * register both kinds of 1x1 stage, as the official S2-BNN code does (docs/checkpoints.md).
+   * Their parameters get no gradient, and loading does not require them.
+   */
+  get unusedModules(): string[] {
+    return this.handle.unusedModules();
   }
 
   /** Logits (linear head) or L2-normalized embeddings (MLP head). */
@@ -146,14 +159,19 @@ export class Model {
   }
 
   /**
-   * Copies a state dict in (a Map, a plain object, or a Checkpoint, whose state dict is used).
-   * A shape mismatch always throws, naming the key and both shapes; with `strict` (the default)
-   * missing or unexpected keys throw too. Returns the keys that did not match.
+   * Copies a state dict in: a Map, a plain object, or a Checkpoint, whose state dict is taken in
+   * whatever layout it was saved (docs/checkpoints.md): DataParallel's `module.` prefix is
+   * dropped; a MoCo checkpoint gives a model that is not MoCo its query encoder; an encoder's
+   * checkpoint gives a MoCo model both encoders (the key encoder as the query encoder's copy, as
+   * MoCo starts it) and leaves its queue as it is. A shape mismatch always throws, naming the key
+   * and both shapes; with `strict` (the default) missing or unexpected keys throw too, except
+   * the unused modules' (`unusedModules`: checkpoints in s2bnn's earlier lean layout lack them).
+   * Returns the keys that did not match.
    */
   loadStateDict(source: StateDictLike, options: { strict?: boolean } = {}): LoadResult {
     const entries: Map<string, Tensor> =
       source instanceof Checkpoint
-        ? source.stateDict()
+        ? this.stateOf(source)
         : source instanceof Map
           ? source
           : new Map(Object.entries(source));
@@ -161,6 +179,21 @@ export class Model {
       [...entries].map(([name, t]) => [name, t.handle]),
       options.strict ?? true,
     );
+  }
+
+  private stateOf(checkpoint: Checkpoint): Map<string, Tensor> {
+    if (!this.isMoco) return encoderState(checkpoint);
+    const state = new Map([...checkpoint.stateDict()].map(([k, v]) => [k.replace(/^module\./, ''), v]));
+    if ([...state.keys()].some((k) => k.startsWith('encoder_k.'))) return state;
+    const encoder = [...state.keys()].some((k) => k.startsWith('encoder_q.'))
+      ? new Map([...state].filter(([k]) => k.startsWith('encoder_q.')).map(([k, v]) => [k.slice('encoder_q.'.length), v]))
+      : state;
+    const own = this.stateDict();
+    return new Map<string, Tensor>([
+      ['queue', own.get('queue')!],
+      ['queue_ptr', own.get('queue_ptr')!],
+      ...[...encoder].flatMap(([k, v]): [string, Tensor][] => [[`encoder_q.${k}`, v], [`encoder_k.${k}`, v]]),
+    ]);
   }
 
   /** Drops every parameter's gradient (zero_grad(set_to_none=True)). */

@@ -178,10 +178,15 @@ describe('evaluation commands', () => {
     expect(fs.existsSync(result.checkpoint)).toBe(true);
   });
 
-  test('eval reads a reference linear-eval checkpoint (DataParallel keys) as it is', async () => {
-    const lincls = (await Checkpoint.load(path.join(tmp, 'lincls', 'lincls.pth'))).transform({ addPrefix: 'module.' });
-    const file = path.join(tmp, 'reference-lincls.pth.tar');
-    await lincls.save(file);
+  test("lincls writes main_lincls.py's layout; eval reads it with or without DataParallel's prefix", async () => {
+    const written = await Checkpoint.load(path.join(tmp, 'lincls', 'lincls.pth'));
+    const root = written.toObject() as Map<string, unknown>;
+    expect([...written.stateDict().keys()].every((k) => k.startsWith('module.'))).toBe(true);
+    expect((root.get('best_acc1') as Tensor).shape).toEqual([]);
+    const params = ((root.get('optimizer') as Map<string, unknown>).get('param_groups') as Map<string, unknown>[])[0].get('params');
+    expect(params).toEqual([0, 1]); // the two fc parameters main_lincls.py optimizes
+    const file = path.join(tmp, 'plain-lincls.pth.tar');
+    await written.transform({ stripPrefix: 'module.' }).save(file);
     const r = run('eval', '--checkpoint', file, '--json');
     expect([r.code, r.stderr]).toEqual([0, '']);
     expect(JSON.parse(r.stdout).count).toBe(10000);

@@ -9,19 +9,25 @@ import { DatasetSplits } from '../train/reproduce';
 import { UsageError } from './flags';
 
 export type OpenedData = DatasetSplits;
+/** What the commands that only score the val split open: a folder's train/ may be absent. */
+export type EvaluationData = Omit<DatasetSplits, 'train'> & { train?: Dataset };
 
 export interface OpenDataOptions {
   subset?: number;
   testSubset?: number;
   /** Overrides the image side (28 for Fashion-MNIST, 224 for folders). */
   size?: number;
+  /** A folder needs only val/ (eval, infer, knn); train/ is opened when present. */
+  trainOptional?: boolean;
 }
 
-export async function openData(spec: string, options: OpenDataOptions = {}): Promise<OpenedData> {
-  const opened = spec === 'fashion-mnist' ? await openFashionMnist() : await openFolders(spec);
+export async function openData(spec: string, options: OpenDataOptions & { trainOptional: true }): Promise<EvaluationData>;
+export async function openData(spec: string, options?: OpenDataOptions): Promise<OpenedData>;
+export async function openData(spec: string, options: OpenDataOptions = {}): Promise<EvaluationData> {
+  const opened = spec === 'fashion-mnist' ? await openFashionMnist() : await openFolders(spec, options.trainOptional ?? false);
   return {
     ...opened,
-    train: take(opened.train, options.subset),
+    train: opened.train && take(opened.train, options.subset),
     test: take(opened.test, options.testSubset),
     size: options.size ?? opened.size,
   };
@@ -40,21 +46,26 @@ async function openFashionMnist(): Promise<OpenedData> {
   return { name: 'fashion-mnist', train, test, channels: 1, size: 28, numClasses: 10, stem: 'small' };
 }
 
-async function openFolders(spec: string): Promise<OpenedData> {
+async function openFolders(spec: string, trainOptional: boolean): Promise<EvaluationData> {
   if (!fs.existsSync(spec) || !fs.statSync(spec).isDirectory()) {
     throw new UsageError(`--data: '${spec}' is neither 'fashion-mnist' nor an existing folder`);
   }
+  const layout = `an ImageFolder dataset is ${spec}/train/<class>/*.jpg and ${spec}/val/<class>/*.jpg`;
   const open = async (split: 'train' | 'val') => {
-    const root = path.join(spec, split);
-    if (!fs.existsSync(root)) {
-      throw new UsageError(`--data ${spec}: no '${split}' folder; an ImageFolder dataset is ${spec}/train/<class>/*.jpg and ${spec}/val/<class>/*.jpg`);
-    }
     try {
-      return await ImageFolder.open(root, { channels: 3 });
+      return await ImageFolder.open(path.join(spec, split), { channels: 3 });
     } catch (err) {
       throw new UsageError(`--data ${spec}: ${(err as Error).message}`);
     }
   };
+  if (!fs.existsSync(path.join(spec, 'val'))) {
+    throw new UsageError(`--data ${spec}: no 'val' folder; ${layout}${trainOptional ? ' (this command reads only val/)' : ''}`);
+  }
+  if (!fs.existsSync(path.join(spec, 'train'))) {
+    if (!trainOptional) throw new UsageError(`--data ${spec}: no 'train' folder; ${layout}`);
+    const test = await open('val');
+    return { name: spec, test, channels: 3, size: 224, numClasses: test.numClasses, stem: 'imagenet' };
+  }
   const train = await open('train');
   const test = await open('val');
   if (train.classes.length !== test.classes.length || train.classes.some((c, i) => c !== test.classes[i])) {

@@ -4,6 +4,7 @@ import * as fs from 'fs';
 
 import { PackedModel, exportPacked, inferPacked } from '../deploy';
 import { Stem } from '../models';
+import { leanLayoutNotice } from '../train/specs';
 import { SCORING_FLAGS, data, device, saveLogitsFlag, scoreTestSplit } from './train';
 import { UsageError, choice, optionalString, parseFlags } from './flags';
 
@@ -15,7 +16,8 @@ export const DEPLOY_USAGE = `  export CKPT --out MODEL [options]   pack a traine
                                 1000 classes; logits then differ from the float network's by ~1e-3)
       --json                    print the summary as JSON
   infer MODEL [options]         top-1/top-5 and images/s of a packed model
-      --data fashion-mnist|DIR  (DIR/val is evaluated), --resize N --crop N, --batch-size N (256)
+      --data fashion-mnist|DIR  (DIR/val is evaluated; DIR/train is not needed), --resize N
+                                --crop N, --batch-size N (256)
       --save-logits FILE.safetensors, --workers N, --threads N, --device cpu|cuda, --json`;
 
 const MB = 1024 * 1024;
@@ -27,6 +29,7 @@ export async function exportCommand(args: string[]): Promise<void> {
   if (!out) throw new UsageError('export needs --out MODEL (the packed file to write)');
   const stem = flags.stem === undefined ? undefined : choice(flags, 'stem', ['imagenet', 'small'] as const, 'imagenet');
   const result = await exportPacked(file, out, { stem: stem as Stem | undefined, halfHead: flags['half-head'] === true });
+  if (result.leanLayout) process.stderr.write(`s2bnn export: note: ${leanLayoutNotice(file)}\n`);
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
@@ -55,7 +58,7 @@ export async function inferCommand(args: string[]): Promise<void> {
   const file = existingPath(flags._[0]);
   saveLogitsFlag(flags);
   const target = device(flags);
-  const dataset = await data(flags);
+  const dataset = await data(flags, { trainOptional: true });
   const model = await PackedModel.load(file);
   const config = model.config;
   if (config.head !== 'linear') throw new UsageError(`${file} has an MLP head (a pre-training checkpoint): export a classifier (lincls output) to infer classes`);

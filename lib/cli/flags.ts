@@ -3,7 +3,8 @@
 
 export class UsageError extends Error {}
 
-export type FlagKind = 'boolean' | 'number' | 'nonnegative' | 'string';
+// 'boolean-or-string': `--name` alone (true) or `--name VALUE` (a value not starting with '--').
+export type FlagKind = 'boolean' | 'number' | 'nonnegative' | 'string' | 'boolean-or-string';
 
 export interface Flags {
   [name: string]: string | boolean | string[];
@@ -23,6 +24,11 @@ export function parseFlags(args: string[], spec: Record<string, FlagKind>, posit
     const [name, inline] = arg.slice(2).split('=', 2);
     const kind = spec[name];
     if (!kind) throw new UsageError(`unknown option '--${name}'`);
+    if (kind === 'boolean-or-string') {
+      const next = args[i + 1];
+      flags[name] = inline ?? (next !== undefined && !next.startsWith('--') ? args[++i] : true);
+      continue;
+    }
     if (kind === 'boolean') {
       if (inline !== undefined) throw new UsageError(`option '--${name}' takes no value`);
       flags[name] = true;

@@ -7,24 +7,24 @@ import { Checkpoint, loadCheckpoint, saveCheckpoint } from '../checkpoint';
 import { DataLoader, transforms } from '../data';
 import { ResNetArch } from '../models';
 import { writeCalibrationPlots } from '../train/calibration';
-import { evaluate, extractFeatures, fineTune, knnAccuracy, labelFraction, linearEvaluation, loadBackbone } from '../train/evaluate';
+import { evaluate, extractFeatures, fineTune, knnAccuracy, labelFraction, linearEvaluation, loadBackbone, saveEvaluationCheckpoint } from '../train/evaluate';
 import { Position } from '../train/loop';
-import { Arch, PRETRAIN_RECIPES, PretrainConfig, PretrainRecipe, defaultConfig, pretrain, recipeDefaults, usesMoco, usesTeacher } from '../train/pretrain';
+import { Arch, PRETRAIN_RECIPES, PretrainConfig, PretrainRecipe, defaultConfig, pretrain, recipeDefaults, isContrastive, usesTeacher } from '../train/pretrain';
 import { RunReporter } from '../train/report';
 import { PRECISIONS } from '../train/trainer';
 import { PRESETS, REPRODUCE_ROWS, ReproduceRow, StudentChanges, TeacherChanges, formatReproduceTable, reproduce } from '../train/reproduce';
 import { SCHEDULES } from '../train/schedule';
-import { classifierFor, encoderSpec, headClasses } from '../train/specs';
+import { classifierFor, encoderSpec, headClasses, isLeanLayout, leanLayoutNotice } from '../train/specs';
 import { native } from '../native';
 import { Tensor, manualSeed, setNumThreads } from '../tensor';
 import { Flags, FlagKind, UsageError, choice, optionalNumber, optionalString, parseFlags, positiveInteger } from './flags';
-import { OpenedData, loader, openData } from './data';
+import { EvaluationData, OpenedData, loader, openData } from './data';
 
 export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-training (PAPER.md recipes)
       --recipe moco-v2|contrastive|contrastive+distill|distill   (default distill)
       --arch reactnet-a|resnet18|resnet34|resnet50               (default reactnet-a)
       --step 1|2                two-step binarization of ReActNet-A (default 2)
-      --init CKPT               start from a (step-1) checkpoint
+      --init CKPT               start from a (step-1) checkpoint, s2bnn's or the official code's
       --teacher CKPT            frozen real-valued teacher (distillation recipes)
       --teacher-arch A          resnet18|resnet34|resnet50 (default resnet50)
       --teacher-precision float32|bfloat16   the teacher's arithmetic (default float32; bfloat16 is
@@ -38,7 +38,9 @@ export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-
       --contrastive-weight X --distill-weight X   the two losses of contrastive+distill (1:1)
       --key-groups G            single-device shuffle-BN sub-batches of the key batch (default 8)
       --width W                 width multiplier of ReActNet-A or the ResNet (default 1)
-      --out DIR --resume --device cpu|cuda --workers N --seed N --subset N --json
+      --resume [CKPT]           continue the run in --out (its checkpoint.pth), or from CKPT: an s2bnn
+                                run checkpoint or an official main_moco.py one (from its next epoch)
+      --out DIR --device cpu|cuda --workers N --seed N --subset N --json
       --threads N               libtorch threads, in every training command (default: all cores)
   lincls --pretrained CKPT [options]   linear evaluation of a frozen backbone (PAPER.md)
       --data, --epochs N (100), --batch-size N (256), --lr X (0.1), --out DIR, --eval-every N,
@@ -50,9 +52,10 @@ export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-
       --label-fraction F (0.01 or 0.1; default 0.1), --epochs N (30), --lr X (0.01, SGD,
       cosine), --batch-size N (256), --out DIR, --subset N, --workers N, --device, --json
   knn --pretrained CKPT [options]      weighted kNN accuracy (k 200, T 0.07) of the backbone features
-      --data, --k N, --temperature X, --batch-size N, --subset N, --json
-  eval --checkpoint CKPT [options]     top-1/top-5 of a classifier (lincls output or a reference
-                                linear-eval checkpoint)
+      --data, --k N, --temperature X, --batch-size N, --subset N, --json   (a DIR without train/:
+                                leave-one-out over val/)
+  eval --checkpoint CKPT [options]     top-1/top-5 of a classifier (lincls output or an official
+                                main_lincls.py checkpoint); a DIR needs only val/
       --data, --resize N --crop N, --save-logits FILE.safetensors, --batch-size N, --json`;
 
 export const COMMON: Record<string, FlagKind> = {
@@ -69,7 +72,9 @@ export function device(flags: Flags): 'cpu' | 'cuda' {
 }
 
 // Every training command opens its data first: the place to apply the shared --threads too.
-export async function data(flags: Flags): Promise<OpenedData> {
+export async function data(flags: Flags): Promise<OpenedData>;
+export async function data(flags: Flags, options: { trainOptional: true }): Promise<EvaluationData>;
+export async function data(flags: Flags, options: { trainOptional?: boolean } = {}): Promise<EvaluationData> {
   const threads = positiveInteger(flags, 'threads');
   if (threads !== undefined) setNumThreads(threads);
   // Every weight a command initializes (a classifier's new Linear, the probe) draws from
@@ -79,7 +84,19 @@ export async function data(flags: Flags): Promise<OpenedData> {
     subset: positiveInteger(flags, 'subset'),
     testSubset: positiveInteger(flags, 'test-subset'),
     size: positiveInteger(flags, 'size'),
+    trainOptional: options.trainOptional ?? false,
   });
+}
+
+/** Reads a checkpoint given to `command`; a file in s2bnn's earlier lean layout gets a one-line note. */
+async function openCheckpoint(file: string, command: string): Promise<Checkpoint> {
+  const checkpoint = await loadCheckpoint(file);
+  if (isLeanLayout(checkpoint)) note(command, leanLayoutNotice(file));
+  return checkpoint;
+}
+
+function note(command: string, message: string): void {
+  process.stderr.write(`s2bnn ${command}: note: ${message}\n`);
 }
 
 function existingFile(flags: Flags, name: string): string | undefined {
@@ -115,7 +132,7 @@ export async function pretrainCommand(args: string[]): Promise<number> {
     ...COMMON, recipe: 'string', arch: 'string', step: 'number', init: 'string', teacher: 'string', 'teacher-arch': 'string',
     epochs: 'number', 'batch-size': 'number', lr: 'number', wd: 'nonnegative', schedule: 'string', temperature: 'number',
     'distill-temperature': 'number', 'queue-size': 'number', 'moco-momentum': 'nonnegative', dim: 'number', 'key-groups': 'number',
-    'contrastive-weight': 'nonnegative', 'distill-weight': 'nonnegative', width: 'number', out: 'string', resume: 'boolean',
+    'contrastive-weight': 'nonnegative', 'distill-weight': 'nonnegative', width: 'number', out: 'string', resume: 'boolean-or-string',
     'teacher-precision': 'string', precision: 'string',
   });
   const recipe = choice(flags, 'recipe', PRETRAIN_RECIPES, 'distill');
@@ -152,14 +169,14 @@ export async function pretrainCommand(args: string[]): Promise<number> {
     keyGroups: positiveInteger(flags, 'key-groups') ?? 8,
     seed: optionalNumber(flags, 'seed') ?? 0,
   });
-  if (usesMoco(recipe) && config.queueSize % config.batchSize !== 0) {
+  if (isContrastive(recipe) && config.queueSize % config.batchSize !== 0) {
     throw new UsageError(`--queue-size (${config.queueSize}) must be a multiple of --batch-size (${config.batchSize})`);
   }
   const out = optionalString(flags, 'out') ?? path.join('runs', `${recipe.replace('+', '-')}-${arch}-step${step}`);
   const json = flags.json === true;
   const transform = recipe === 'moco-v2' ? transforms.mocoV2(dataset.size, dataset.channels) : transforms.s2bnnLite(dataset.size, dataset.channels);
   const workers = positiveInteger(flags, 'workers');
-  const trainData = loader(dataset.train, { batchSize: config.batchSize, transform, views: usesMoco(recipe) ? 2 : 1, train: true, seed: config.seed, workers });
+  const trainData = loader(dataset.train, { batchSize: config.batchSize, transform, views: isContrastive(recipe) ? 2 : 1, train: true, seed: config.seed, workers });
   if (trainData.batchesPerEpoch < 1) throw new UsageError(`--batch-size ${config.batchSize} is larger than the training set (${dataset.train.length} images)`);
 
   let reporter: RunReporter | undefined;
@@ -171,7 +188,8 @@ export async function pretrainCommand(args: string[]): Promise<number> {
       config,
       data: trainData,
       out,
-      resume: flags.resume === true,
+      resume: typeof flags.resume === 'string' ? existingFile(flags, 'resume') : flags.resume === true,
+      onNotice: (message) => note('pretrain', message),
       device: device(flags),
       signal: stops.signal,
       onStart: (start: Position) => {
@@ -223,8 +241,8 @@ export async function pretrainCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-async function pretrainedClassifier(file: string, dataset: OpenedData) {
-  const checkpoint = await loadCheckpoint(file);
+async function pretrainedClassifier(file: string, dataset: EvaluationData, command: string) {
+  const checkpoint = await openCheckpoint(file, command);
   const spec = encoderSpec(checkpoint, { stem: dataset.stem });
   if (spec.inChannels !== dataset.channels) {
     throw new UsageError(`${file} takes ${spec.inChannels}-channel images, ${dataset.name} has ${dataset.channels}`);
@@ -242,7 +260,7 @@ export async function linclsCommand(args: string[]): Promise<void> {
   const pretrained = existingFile(flags, 'pretrained');
   if (!pretrained) throw new UsageError('lincls needs --pretrained CKPT');
   const dataset = await data(flags);
-  const { model, spec } = await pretrainedClassifier(pretrained, dataset);
+  const { model, spec } = await pretrainedClassifier(pretrained, dataset, 'lincls');
   const dev = device(flags);
   if (dev === 'cuda') model.to('cuda');
   const epochs = positiveInteger(flags, 'epochs') ?? 100;
@@ -280,13 +298,13 @@ export async function linclsCommand(args: string[]): Promise<void> {
     test.close();
   }
   const file = path.join(out, 'lincls.pth');
-  await saveCheckpoint(file, { epoch: epochs, arch: spec.arch, state_dict: model.stateDict(), best_acc1: result.top1, s2bnn: JSON.stringify({ encoder: spec, top5: result.top5 }) });
+  await saveEvaluationCheckpoint(file, model, spec, epochs, result);
   const summary = { top1: result.top1, top5: result.top5, count: result.count, checkpoint: file };
   if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else process.stdout.write(`top-1 ${result.top1.toFixed(2)}  top-5 ${result.top5.toFixed(2)}  (${result.count} test images; ${file})\n`);
 }
 
-export function testTransform(dataset: OpenedData, resize?: number, crop?: number) {
+export function testTransform(dataset: EvaluationData, resize?: number, crop?: number) {
   // Small datasets are evaluated at their native size; ImageNet-like ones as resize 256 + crop 224.
   const c = crop ?? dataset.size;
   return transforms.evaluation(resize ?? (dataset.stem === 'small' ? c : Math.round((c * 256) / 224)), c, dataset.channels);
@@ -299,7 +317,7 @@ export async function finetuneCommand(args: string[]): Promise<void> {
   const fraction = optionalNumber(flags, 'label-fraction') ?? 0.1;
   if (fraction > 1) throw new UsageError(`--label-fraction must be in (0, 1], got ${fraction}`);
   const dataset = await data(flags);
-  const { model, spec } = await pretrainedClassifier(pretrained, dataset);
+  const { model, spec } = await pretrainedClassifier(pretrained, dataset, 'finetune');
   if (device(flags) === 'cuda') model.to('cuda');
   const labels = dataset.train.labels();
   const labelled = dataset.train.subset(labelFraction(labels.toTypedArray() as BigInt64Array, fraction));
@@ -324,7 +342,7 @@ export async function finetuneCommand(args: string[]): Promise<void> {
     test.close();
   }
   const file = path.join(out, 'finetune.pth');
-  await saveCheckpoint(file, { epoch: epochs, arch: spec.arch, state_dict: model.stateDict(), best_acc1: result.top1, s2bnn: JSON.stringify({ encoder: spec, top5: result.top5 }) });
+  await saveEvaluationCheckpoint(file, model, spec, epochs, result);
   const summary = { top1: result.top1, top5: result.top5, count: result.count, labelled: labelled.length, checkpoint: file };
   if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else process.stdout.write(`top-1 ${result.top1.toFixed(2)}  top-5 ${result.top5.toFixed(2)}  (${labelled.length} labelled images; ${file})\n`);
@@ -334,24 +352,28 @@ export async function knnCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, { ...COMMON, pretrained: 'string', k: 'number', temperature: 'number', 'batch-size': 'number' });
   const pretrained = existingFile(flags, 'pretrained');
   if (!pretrained) throw new UsageError('knn needs --pretrained CKPT');
-  const dataset = await data(flags);
-  const { model } = await pretrainedClassifier(pretrained, dataset);
+  const dataset = await data(flags, { trainOptional: true });
+  const { model } = await pretrainedClassifier(pretrained, dataset, 'knn');
   if (device(flags) === 'cuda') model.to('cuda');
   const batchSize = positiveInteger(flags, 'batch-size') ?? 256;
   const workers = positiveInteger(flags, 'workers');
   const transform = testTransform(dataset);
-  const bankData = loader(dataset.train, { batchSize, transform, train: false, workers });
+  // Without a train split the val images are their own bank, each classified by the others.
+  const leaveOneOut = dataset.train === undefined;
+  if (leaveOneOut) note('knn', `${dataset.name} has no train/ folder: leave-one-out kNN over val/ (each image's neighbours are the other val images)`);
+  const bankData = dataset.train && loader(dataset.train, { batchSize, transform, train: false, workers });
   const testData = loader(dataset.test, { batchSize, transform, train: false, workers });
   try {
-    const bank = await extractFeatures(model, bankData);
     const queries = await extractFeatures(model, testData);
+    const bank = bankData ? await extractFeatures(model, bankData) : queries;
     const k = positiveInteger(flags, 'k') ?? 200;
     const temperature = optionalNumber(flags, 'temperature') ?? 0.07;
-    const accuracy = await knnAccuracy(bank, queries, { k, temperature, classes: dataset.numClasses });
-    if (flags.json) process.stdout.write(`${JSON.stringify({ ...accuracy, k, temperature })}\n`);
-    else process.stdout.write(`kNN (k ${k}, T ${temperature}): top-1 ${accuracy.top1.toFixed(2)}  top-5 ${accuracy.top5.toFixed(2)}  (${accuracy.count} test images)\n`);
+    const accuracy = await knnAccuracy(bank, queries, { k, temperature, classes: dataset.numClasses, leaveOneOut });
+    const bankSplit = leaveOneOut ? 'val (leave-one-out)' : 'train';
+    if (flags.json) process.stdout.write(`${JSON.stringify({ ...accuracy, k, temperature, bank: bankSplit })}\n`);
+    else process.stdout.write(`kNN (k ${k}, T ${temperature}, bank ${bankSplit}): top-1 ${accuracy.top1.toFixed(2)}  top-5 ${accuracy.top5.toFixed(2)}  (${accuracy.count} test images)\n`);
   } finally {
-    bankData.close();
+    bankData?.close();
     testData.close();
   }
 }
@@ -371,7 +393,7 @@ export function saveLogitsFlag(flags: Flags): string | undefined {
  */
 export async function scoreTestSplit<R extends { logits?: Tensor; labels?: Tensor }>(
   flags: Flags,
-  dataset: OpenedData,
+  dataset: EvaluationData,
   score: (test: DataLoader, keepLogits: boolean) => Promise<R>,
 ): Promise<R> {
   const saveLogits = saveLogitsFlag(flags);
@@ -396,14 +418,13 @@ export async function evalCommand(args: string[]): Promise<void> {
   const file = existingFile(flags, 'checkpoint');
   if (!file) throw new UsageError('eval needs --checkpoint CKPT');
   saveLogitsFlag(flags);
-  const dataset = await data(flags);
-  const checkpoint = await Checkpoint.load(file);
+  const dataset = await data(flags, { trainOptional: true });
+  const checkpoint = await openCheckpoint(file, 'eval');
   const spec = encoderSpec(checkpoint, { stem: dataset.stem });
   const classes = headClasses(checkpoint);
   if (classes !== dataset.numClasses) throw new UsageError(`${file} classifies ${classes} classes, ${dataset.name} has ${dataset.numClasses}`);
   const model = classifierFor(spec, classes);
-  const state = checkpoint.transform({ stripPrefix: 'module.' });
-  model.loadStateDict(state);
+  model.loadStateDict(checkpoint);
   if (device(flags) === 'cuda') model.to('cuda');
   const result = await scoreTestSplit(flags, dataset, (test, keepLogits) => evaluate(model, test, { keepLogits }));
   const summary = { top1: result.top1, top5: result.top5, loss: result.loss, count: result.count };

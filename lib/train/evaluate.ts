@@ -1,12 +1,12 @@
 // Evaluation protocols: accuracy of a classifier, feature extraction, weighted kNN, and the
 // paper's linear evaluation (PAPER.md): a frozen backbone in eval mode under a new Linear.
-import { Checkpoint } from '../checkpoint';
+import { Checkpoint, OrderedDict, PyValue, encoderState, saveCheckpoint } from '../checkpoint';
 import { Model } from '../models';
 import { TensorHandle, native } from '../native';
-import { Tensor, cat, keep, randn, tidy, zeros } from '../tensor';
+import { Tensor, cat, keep, randn, tensor, tidy, zeros } from '../tensor';
 import { BatchLike, BatchSource, Callback, EpochInfo, FitResult, StepInfo, fit } from './loop';
 import { Schedule } from './schedule';
-import { encoderState } from './specs';
+import type { EncoderSpec } from './specs';
 import { Trainer } from './trainer';
 
 interface EvalBindings {
@@ -19,7 +19,7 @@ interface EvalBindings {
   }>;
   extractFeatures(model: unknown, images: TensorHandle, normalize: boolean, head: boolean): Promise<TensorHandle>;
   knnScores(trainFeatures: TensorHandle, trainLabels: TensorHandle, testFeatures: TensorHandle,
-    options: { k: number; temperature: number; classes: number }): Promise<TensorHandle>;
+    options: { k: number; temperature: number; classes: number; leaveOneOut: boolean }): Promise<TensorHandle>;
   topkCorrect(scores: TensorHandle, target: TensorHandle): { correct1: number; correct5: number };
 }
 
@@ -146,6 +146,8 @@ export interface KnnOptions {
   /** Vote weight exp(similarity / T) (default 0.07). */
   temperature?: number;
   classes: number;
+  /** The test features are the bank itself: each sample is classified by the others. */
+  leaveOneOut?: boolean;
 }
 
 /** Weighted kNN accuracy of test features against a labelled feature bank (both L2-normalized). */
@@ -159,6 +161,7 @@ export async function knnAccuracy(
       k: options.k ?? 200,
       temperature: options.temperature ?? 0.07,
       classes: options.classes,
+      leaveOneOut: options.leaveOneOut ?? false,
     }),
   );
   try {
@@ -254,6 +257,12 @@ export async function featureStatistics(model: Model, data: BatchSource): Promis
 
 export interface LinearEvalResult extends Accuracy {
   fit: FitResult;
+  /**
+   * The optimizer's state_dict (torch.optim's SGD layout, over the trained parameters), for the
+   * checkpoint. After a standardized probe its state is empty: the probe's momentum belongs to
+   * the standardized features, not to the folded Linear.
+   */
+  optimizer: Map<string, PyValue>;
 }
 
 /** PAPER.md's linear evaluation: frozen backbone in eval mode, SGD on a new Linear. */
@@ -294,8 +303,10 @@ export async function linearEvaluation(options: LinearEvalOptions): Promise<Line
   sync();
   statistics?.mean.dispose();
   statistics?.std.dispose();
+  const optimizer = trainer.optimizerStateDict();
+  if (standardize) optimizer.set('state', new Map());
   const accuracy = await evaluate(model, options.test);
-  return { top1: accuracy.top1, top5: accuracy.top5, count: accuracy.count, fit: result };
+  return { top1: accuracy.top1, top5: accuracy.top5, count: accuracy.count, fit: result, optimizer };
 }
 
 /** The first `fraction` of each class's samples (at least one each): the 1 % / 10 % label splits. */
@@ -352,5 +363,22 @@ export async function fineTune(options: FineTuneOptions): Promise<LinearEvalResu
     },
   });
   const accuracy = await evaluate(model, options.test);
-  return { top1: accuracy.top1, top5: accuracy.top5, count: accuracy.count, fit: result };
+  return { top1: accuracy.top1, top5: accuracy.top5, count: accuracy.count, fit: result, optimizer: trainer.optimizerStateDict() };
+}
+
+/**
+ * Writes a linear-evaluation or fine-tuning result as main_lincls.py writes its checkpoints (the
+ * classifier through DistributedDataParallel's `module.`, best_acc1 a tensor, the SGD state), so
+ * that the official script's --resume and evaluation read it; the `s2bnn` entry names the encoder
+ * for s2bnn's readers (eval, export).
+ */
+export async function saveEvaluationCheckpoint(file: string, model: Model, spec: EncoderSpec, epochs: number, result: LinearEvalResult): Promise<void> {
+  await saveCheckpoint(file, {
+    epoch: epochs,
+    arch: spec.arch,
+    state_dict: new OrderedDict([...model.stateDict()].map(([k, v]) => [`module.${k}`, v])),
+    best_acc1: tensor(new Float32Array([result.top1]), { shape: [] }),
+    optimizer: result.optimizer,
+    s2bnn: JSON.stringify({ encoder: spec, top5: result.top5 }),
+  } as unknown as PyValue);
 }

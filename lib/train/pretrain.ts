@@ -1,15 +1,16 @@
-// The pre-training recipes of PAPER.md as one configurable run: builds the student (MoCo wrapper
-// or plain encoder), loads the step-1 init and the teacher, and trains with checkpoints every
-// epoch (atomic), on stop requests, and a resume that continues the same trajectory.
+// The pre-training recipes of PAPER.md as one configurable run: builds the student (a MoCo
+// wrapper, as the official code builds every student), loads the step-1 init and the teacher, and
+// trains with checkpoints every epoch (atomic, in the official layout), on stop requests, and a
+// resume that continues the same trajectory.
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { Checkpoint, OrderedDict, PyValue, loadCheckpoint, saveCheckpoint } from '../checkpoint';
-import { Model, ReActNetOptions, ResNetArch, ResNetOptions, moco, reactnetA, resnet } from '../models';
+import { Checkpoint, OrderedDict, PyValue, encoderState, loadCheckpoint, saveCheckpoint } from '../checkpoint';
+import { Model, ReActNetOptions, ResNetArch, ResNetOptions, moco, resnet } from '../models';
 import { Tensor, manualSeed } from '../tensor';
 import { BatchSource, Callback, EpochInfo, FitResult, Position, StepInfo, fit } from './loop';
 import { Schedule, ScheduleName, parseSchedule } from './schedule';
-import { encoderState } from './specs';
+import { isLeanLayout, leanLayoutNotice, leanParameterNames } from './specs';
 import { OptimizerOptions, Recipe, PRECISIONS, Precision, Trainer } from './trainer';
 
 /**
@@ -105,7 +106,8 @@ export function nativeRecipe(recipe: PretrainRecipe): Recipe {
 }
 
 export const usesTeacher = (recipe: PretrainRecipe): boolean => recipe === 'distill' || recipe === 'contrastive+distill';
-export const usesMoco = (recipe: PretrainRecipe): boolean => recipe !== 'distill';
+/** The recipes with a contrastive loss: two views per image, keys from encoder_k, the queue. */
+export const isContrastive = (recipe: PretrainRecipe): boolean => recipe !== 'distill';
 
 function encoderOptions(config: PretrainConfig): ({ arch: 'reactnet-a' } & ReActNetOptions) | ({ arch: ResNetArch } & ResNetOptions) {
   if (config.arch === 'reactnet-a') {
@@ -120,12 +122,13 @@ function encoderOptions(config: PretrainConfig): ({ arch: 'reactnet-a' } & ReAct
   return { arch: config.arch, inChannels: config.inChannels, stem: config.stem, width: config.width };
 }
 
-/** The network a recipe trains: a MoCo wrapper, or (distill) the encoder with its MLP head. */
+/**
+ * The network a recipe trains: a MoCo wrapper, for distillation only too, as the official code
+ * builds every student (docs/checkpoints.md: there encoder_k and the queue keep their initial
+ * values, and checkpoints carry them so that the official scripts load them).
+ */
 export function buildStudent(config: PretrainConfig): Model {
-  const spec = encoderOptions(config);
-  if (usesMoco(config.recipe)) return moco(spec, { dim: config.dim, queueSize: config.queueSize });
-  const head = { head: 'mlp' as const, mlpDim: config.dim };
-  return spec.arch === 'reactnet-a' ? reactnetA({ ...spec, ...head }) : resnet(spec.arch, { ...spec, ...head });
+  return moco(encoderOptions(config), { dim: config.dim, queueSize: config.queueSize });
 }
 
 /** A frozen teacher encoder with its MLP head from a MoCo checkpoint (s2bnn's or the reference's) or a bare encoder's. */
@@ -144,20 +147,12 @@ export async function loadTeacher(file: string, arch: ResNetArch, options: { dim
   return teacher.eval();
 }
 
-/** Step 2 starts from step 1: every weight of the trained encoder must be in the init checkpoint. */
+/**
+ * Step 2 starts from step 1: every weight of the trained encoder must be in the init checkpoint,
+ * in any layout `Model.loadStateDict` reads (official or s2bnn, MoCo or a bare encoder).
+ */
 export function loadInit(student: Model, checkpoint: Checkpoint, file: string): void {
-  const state = checkpoint.stateDict();
-  const studentIsMoco = [...student.stateDict().keys()].some((k) => k.startsWith('encoder_q.'));
-  const initIsMoco = [...state.keys()].some((k) => k.startsWith('encoder_q.') || k.startsWith('module.encoder_q.'));
-  // A MoCo init gives a MoCo student all of itself (key encoder and queue too); otherwise the
-  // query encoder is what carries over.
-  const source: Checkpoint | Map<string, Tensor> = !studentIsMoco
-    ? encoderState(checkpoint)
-    : initIsMoco
-      ? checkpoint.transform({ stripPrefix: 'module.' })
-      : new Map([...encoderState(checkpoint)].map(([k, v]) => [`encoder_q.${k}`, v]));
-  const result = student.loadStateDict(source, { strict: false });
-  const missing = result.missing.filter((k) => !k.startsWith('encoder_k.') && k !== 'queue' && k !== 'queue_ptr');
+  const { missing } = student.loadStateDict(checkpoint, { strict: false });
   if (missing.length > 0) {
     throw new Error(`--init ${file} lacks ${missing.length} weights of the student (first: ${missing.slice(0, 3).join(', ')})`);
   }
@@ -176,11 +171,10 @@ interface RunState {
   config: PretrainConfig;
 }
 
-/** The state dict as the reference lays it out: MoCo keys as they are, a plain encoder under encoder_q. */
+/** The state dict as the official code saves it: through DistributedDataParallel (`module.`), MoCo keys as they are. */
 function checkpointStateDict(student: Model): OrderedDict<string, Tensor> {
-  const state = student.stateDict();
-  if ([...state.keys()].some((k) => k.startsWith('encoder_q.'))) return state;
-  return new OrderedDict([...state].map(([k, v]) => [`encoder_q.${k}`, v]));
+  const prefix = student.isMoco ? 'module.' : 'module.encoder_q.';
+  return new OrderedDict([...student.stateDict()].map(([k, v]) => [prefix + k, v]));
 }
 
 export async function saveRunCheckpoint(file: string, student: Model, trainer: Trainer, position: Position, config: PretrainConfig): Promise<void> {
@@ -194,31 +188,74 @@ export async function saveRunCheckpoint(file: string, student: Model, trainer: T
   } as unknown as PyValue);
 }
 
-async function restoreRun(file: string, student: Model, trainer: Trainer, config: PretrainConfig): Promise<Position> {
-  const checkpoint = await loadCheckpoint(file);
-  const root = checkpoint.toObject();
-  if (!(root instanceof Map) || typeof root.get('s2bnn') !== 'string') {
-    throw new Error(`${file} is not an s2bnn run checkpoint (no 's2bnn' run state); use --init to start from weights`);
+/**
+ * An optimizer state dict in the trainer's parameter order. s2bnn's files before the official
+ * layout indexed only the query encoder's parameters, in the lean order (leanParameterNames);
+ * other counts go on to the trainer, whose error names both.
+ */
+function inTrainerOrder(optimizer: Map<string, PyValue>, student: Model, trainer: Trainer): Map<string, PyValue> {
+  const names = trainer.parameterNames();
+  const state = optimizer.get('state');
+  const groups = optimizer.get('param_groups');
+  const group = Array.isArray(groups) && groups.length === 1 && groups[0] instanceof Map ? (groups[0] as Map<string, PyValue>) : null;
+  const params = group?.get('params');
+  const lean = leanParameterNames(names, student.unusedModules);
+  if (!(state instanceof Map) || !group || !Array.isArray(params) || params.length === names.length || params.length !== lean.length) {
+    return optimizer;
   }
-  const run = JSON.parse(root.get('s2bnn') as string) as RunState;
-  for (const key of ['recipe', 'arch', 'step', 'width', 'batchSize', 'dim', 'queueSize'] as const) {
-    if (run.config[key] !== config[key]) {
-      throw new Error(`--resume: the checkpoint was written with ${key} = ${run.config[key]}, this run has ${config[key]}`);
+  const position = new Map(names.map((name, i) => [name, i]));
+  const remapped = new Map<number, PyValue>();
+  params.forEach((id, i) => {
+    const entry = state.get(Number(id));
+    if (entry !== undefined) remapped.set(position.get(lean[i])!, entry);
+  });
+  const current = new Map(group);
+  current.set('params', names.map((_, i) => i));
+  return new Map<string, PyValue>([['state', remapped], ['param_groups', [current]]]);
+}
+
+/**
+ * Restores a run from an s2bnn checkpoint (the exact position, checked against this run's
+ * configuration) or from an official main_moco.py checkpoint (the start of its next epoch), in
+ * the official layout or s2bnn's earlier lean one.
+ */
+async function restoreRun(
+  checkpoint: Checkpoint, file: string, student: Model, trainer: Trainer, config: PretrainConfig, batchesPerEpoch: number,
+): Promise<Position> {
+  const root = checkpoint.toObject();
+  if (!(root instanceof Map) || !(root.get('state_dict') instanceof Map) || !(root.get('optimizer') instanceof Map)) {
+    throw new Error(`--resume ${file}: not a training checkpoint (expected 'state_dict' and 'optimizer' entries); use --init to start from weights`);
+  }
+  const recorded = typeof root.get('s2bnn') === 'string' ? (JSON.parse(root.get('s2bnn') as string) as RunState) : null;
+  if (recorded) {
+    for (const key of ['recipe', 'arch', 'step', 'width', 'batchSize', 'dim', 'queueSize'] as const) {
+      if (recorded.config[key] !== config[key]) {
+        throw new Error(`--resume: the checkpoint was written with ${key} = ${recorded.config[key]}, this run has ${config[key]}`);
+      }
     }
   }
-  const studentIsMoco = [...student.stateDict().keys()].some((k) => k.startsWith('encoder_q.'));
-  student.loadStateDict(studentIsMoco ? checkpoint.stateDict() : encoderState(checkpoint));
-  trainer.loadOptimizerStateDict(root.get('optimizer') as PyValue);
-  trainer.steps = run.steps;
-  return { epoch: Number(root.get('epoch')), batch: run.batch };
+  student.loadStateDict(checkpoint);
+  const optimizer = root.get('optimizer') as Map<string, PyValue>;
+  trainer.loadOptimizerStateDict(inTrainerOrder(optimizer, student, trainer));
+  const epoch = Number(root.get('epoch'));
+  // An official checkpoint is written at the end of an epoch.
+  const position = recorded ? { epoch, batch: recorded.batch } : { epoch, batch: 0 };
+  trainer.steps = recorded ? recorded.steps : epoch * batchesPerEpoch;
+  return position;
 }
 
 export interface PretrainOptions {
   config: PretrainConfig;
   data: BatchSource;
-  /** Output folder: checkpoint.pth (the latest state; what --resume reads) and config.json. */
+  /** Output folder: checkpoint.pth (the latest state) and config.json. */
   out: string;
-  resume?: boolean;
+  /**
+   * Continue a run: `true` from `out`/checkpoint.pth, or from the given file (an s2bnn run
+   * checkpoint, or an official main_moco.py one: from the start of the epoch after it).
+   */
+  resume?: boolean | string;
+  /** Called with one-line notes on the checkpoints read (a file in s2bnn's earlier lean layout). */
+  onNotice?: (message: string) => void;
   /** Called once the start position is known (after a resume's restore), before the first step. */
   onStart?: (start: Position) => void;
   onStepEnd?: Callback<StepInfo>;
@@ -250,7 +287,12 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
     if (!config.teacher) throw new Error(`the ${config.recipe} recipe needs a teacher checkpoint (--teacher)`);
     teacher = await loadTeacher(config.teacher, config.teacherArch, config);
   }
-  if (config.init && !options.resume) loadInit(student, await loadCheckpoint(config.init), config.init);
+  const read = async (file: string) => {
+    const checkpoint = await loadCheckpoint(file);
+    if (isLeanLayout(checkpoint)) options.onNotice?.(leanLayoutNotice(file));
+    return checkpoint;
+  };
+  if (config.init && !options.resume) loadInit(student, await read(config.init), config.init);
   if (options.device === 'cuda') {
     student.to('cuda');
     teacher?.to('cuda');
@@ -272,8 +314,9 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
   });
   let start: Position = { epoch: 0, batch: 0 };
   if (options.resume) {
-    if (!fs.existsSync(checkpointFile)) throw new Error(`--resume: no checkpoint at ${checkpointFile}`);
-    start = await restoreRun(checkpointFile, student, trainer, config);
+    const resumeFile = typeof options.resume === 'string' ? options.resume : checkpointFile;
+    if (!fs.existsSync(resumeFile)) throw new Error(`--resume: no checkpoint at ${resumeFile}`);
+    start = await restoreRun(await read(resumeFile), resumeFile, student, trainer, config, options.data.batchesPerEpoch);
   }
   fs.writeFileSync(path.join(options.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   options.onStart?.(start);
@@ -302,7 +345,7 @@ export function validateConfig(config: PretrainConfig): void {
   if (!PRETRAIN_RECIPES.includes(config.recipe)) throw new Error(`unknown recipe '${config.recipe}' (expected ${PRETRAIN_RECIPES.join(', ')})`);
   if (config.step !== 1 && config.step !== 2) throw new Error(`step must be 1 or 2, got ${config.step}`);
   if (config.step === 1 && config.arch !== 'reactnet-a') throw new Error('two-step binarization applies to reactnet-a only');
-  if (usesMoco(config.recipe) && config.queueSize % config.batchSize !== 0) {
+  if (isContrastive(config.recipe) && config.queueSize % config.batchSize !== 0) {
     throw new Error(`the queue size (${config.queueSize}) must be a multiple of the batch size (${config.batchSize})`);
   }
   for (const name of ['lr', 'temperature', 'distillTemperature', 'width'] as const) {

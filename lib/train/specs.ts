@@ -1,8 +1,7 @@
 // Which network a checkpoint holds: architecture, width, input channels, head, from the run
 // configuration s2bnn stores, from the `arch` field the reference stores, or from the weights.
-import { Checkpoint } from '../checkpoint';
+import { Checkpoint, encoderState } from '../checkpoint';
 import { Model, ReActNetOptions, ResNetArch, reactnetA, resnet } from '../models';
-import { Tensor } from '../tensor';
 import { Arch, PretrainConfig } from './pretrain';
 
 export interface EncoderSpec {
@@ -24,19 +23,6 @@ function s2bnnRecord(checkpoint: Checkpoint): { config?: PretrainConfig; encoder
 /** The run configuration an s2bnn pre-training checkpoint carries, if any. */
 export function runConfig(checkpoint: Checkpoint): PretrainConfig | null {
   return s2bnnRecord(checkpoint)?.config ?? null;
-}
-
-/**
- * The encoder's weights (head included) under plain names, from any layout a pre-training
- * checkpoint comes in: a MoCo state dict (`encoder_q.*`, with or without DataParallel's
- * `module.`), s2bnn's distill-only layout (`encoder_q.*`), or a bare encoder (`module.` or not).
- */
-export function encoderState(checkpoint: Checkpoint): Map<string, Tensor> {
-  const state = checkpoint.stateDict();
-  const strip = (k: string) => k.replace(/^module\./, '').replace(/^encoder_q\./, '');
-  const isQuery = (k: string) => /^(module\.)?encoder_q\./.test(k);
-  const hasQuery = [...state.keys()].some(isQuery);
-  return new Map([...state].filter(([k]) => !hasQuery || isQuery(k)).map(([k, v]) => [strip(k), v]));
 }
 
 /**
@@ -87,4 +73,52 @@ export function headClasses(checkpoint: Checkpoint): number {
   const fc = state.get('fc.weight');
   if (!fc) throw new Error("the checkpoint has no linear head 'fc.weight' (is it a pre-training checkpoint? run lincls first)");
   return fc.shape[0];
+}
+
+/**
+ * Whether a ReActNet-A checkpoint is in the lean layout s2bnn wrote before it took the official
+ * one: blocks without the 1x1 stage they do not run (docs/checkpoints.md). Such files still load
+ * everywhere; the unused modules keep their initial values.
+ */
+export function isLeanLayout(checkpoint: Checkpoint): boolean {
+  const keys = new Set(encoderState(checkpoint).keys());
+  for (let block = 1; keys.has(`feature.${block}.move11.bias`); block++) {
+    if (!keys.has(`feature.${block}.binary_pw.weight`) || !keys.has(`feature.${block}.binary_pw_down1.weight`)) return true;
+  }
+  return false;
+}
+
+/** The one line the commands print for a file in the lean layout. */
+export function leanLayoutNotice(file: string): string {
+  return `${file} is in s2bnn's earlier lean layout (ReActNet blocks without the 1x1 stage they do not run); it loads as it is, and what s2bnn writes now has the official layout`;
+}
+
+// A lean block registered its 1x1 stage (one of the two kinds) between move21 and move22.
+const LEAN_BLOCK_ORDER = [
+  'move11', 'binary_3x3', 'bn1', 'move12', 'prelu1', 'move13', 'move21', 'binary_pw', 'bn2',
+  'binary_pw_down1', 'binary_pw_down2', 'bn2_1', 'bn2_2', 'move22', 'prelu2', 'move23',
+];
+
+/**
+ * The parameters an s2bnn optimizer held before the official layout, in its order, given the
+ * parameters it holds now (`Trainer.parameterNames()`) and the model's unused modules: the query
+ * encoder only, without the unused modules, a doubling block's 1x1 stage before its move22. A
+ * resume maps the old state indices through this list.
+ */
+export function leanParameterNames(names: string[], unusedModules: string[]): string[] {
+  const moco = names.some((n) => n.startsWith('encoder_q.'));
+  const unused = (n: string) => unusedModules.some((m) => n.startsWith(`${m}.`));
+  const kept = names.filter((n) => (!moco || n.startsWith('encoder_q.')) && !unused(n));
+  const block = (n: string) => /feature\.(\d+)\.(\w+)\./.exec(n);
+  const rank = (n: string) => LEAN_BLOCK_ORDER.indexOf(block(n)![2]);
+  // Each block's parameters are consecutive; only their order within the block changes.
+  const out: string[] = [];
+  for (let i = 0; i < kept.length; ) {
+    const match = block(kept[i]);
+    let end = i + 1;
+    while (match && end < kept.length && block(kept[end])?.[1] === match[1]) end++;
+    out.push(...kept.slice(i, end).sort((a, b) => (match ? rank(a) - rank(b) : 0)));
+    i = end;
+  }
+  return out;
 }
