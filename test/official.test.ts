@@ -187,6 +187,7 @@ afterAll(() => setPackedTrainingForward(packedForward));
   test("main_lincls.py's classifier: logits within 1e-4; eval, export, infer and knn on a folder with only val/", async () => {
     const file = path.join(official, 'lincls.pth.tar');
     const checkpoint = await Checkpoint.load(file);
+    expect(checkpoint.format).toBe('legacy');
     const model = classifierFor(encoderSpec(checkpoint), headClasses(checkpoint));
     expect(model.loadStateDict(checkpoint)).toEqual({ missing: [], unexpected: [] });
     const expected = (await Checkpoint.load(path.join(official, 'lincls-logits.pth'))).toObject() as Map<string, Tensor>;

@@ -13,8 +13,8 @@ distillation step and the load paths the way those scripts run them.
                                      format, as the public teacher), DIR/checkpoint.pth.tar after
                                      two epochs, DIR/next.pth (the third epoch's batch, loss and
                                      resulting state)
-  official.py lincls DIR CONFIG      a main_lincls.py checkpoint DIR/lincls.pth.tar and
-                                     DIR/lincls-logits.pth (an input and its logits)
+  official.py lincls DIR CONFIG      a main_lincls.py checkpoint DIR/lincls.pth.tar (legacy
+                                     format) and DIR/lincls-logits.pth (an input and its logits)
   official.py check CONFIG OUT       the official load paths on s2bnn's files; OUT holds the
                                      outputs of the networks they built
 """
@@ -118,8 +118,9 @@ def lincls(directory, config):
     optimizer.step()
     with torch.no_grad():
         logits = model.module(x)
+    # The legacy format here, the zip format for the student: files of both kinds are in circulation.
     torch.save({'epoch': 1, 'arch': 'resnet50', 'state_dict': model.state_dict(), 'best_acc1': torch.tensor(12.5),
-                'optimizer': optimizer.state_dict()}, f'{directory}/lincls.pth.tar')
+                'optimizer': optimizer.state_dict()}, f'{directory}/lincls.pth.tar', _use_new_zipfile_serialization=False)
     torch.save({'input': x, 'logits': logits}, f'{directory}/lincls-logits.pth')
 
 
