@@ -153,9 +153,13 @@ export class Model {
   namedBuffers(): Map<string, Tensor> {
     return tensors(this.handle.namedBuffers());
   }
-  /** Parameters and buffers under the reference names, in PyTorch's order; shares memory. */
-  stateDict(): OrderedDict<string, Tensor> {
-    return new OrderedDict(this.handle.stateDict().map(([name, handle]) => [name, new Tensor(handle)]));
+  /**
+   * Parameters and buffers under the reference names, in PyTorch's order; shares memory. `prefix`
+   * goes before every key (`module.`: the keys DistributedDataParallel saves).
+   */
+  stateDict(options: { prefix?: string } = {}): OrderedDict<string, Tensor> {
+    const prefix = options.prefix ?? '';
+    return new OrderedDict(this.handle.stateDict().map(([name, handle]) => [prefix + name, new Tensor(handle)]));
   }
 
   /**

@@ -3,18 +3,18 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { Checkpoint, loadCheckpoint, saveCheckpoint } from '../checkpoint';
+import { saveCheckpoint } from '../checkpoint';
 import { DataLoader, transforms } from '../data';
 import { ResNetArch } from '../models';
 import { writeCalibrationPlots } from '../train/calibration';
 import { evaluate, extractFeatures, fineTune, knnAccuracy, labelFraction, linearEvaluation, loadBackbone, saveEvaluationCheckpoint } from '../train/evaluate';
 import { Position } from '../train/loop';
-import { Arch, PRETRAIN_RECIPES, PretrainConfig, PretrainRecipe, defaultConfig, pretrain, recipeDefaults, isContrastive, usesTeacher } from '../train/pretrain';
+import { Arch, PRETRAIN_RECIPES, defaultConfig, pretrain, recipeDefaults, isContrastive, usesTeacher } from '../train/pretrain';
 import { RunReporter } from '../train/report';
 import { PRECISIONS } from '../train/trainer';
 import { PRESETS, REPRODUCE_ROWS, ReproduceRow, StudentChanges, TeacherChanges, formatReproduceTable, reproduce } from '../train/reproduce';
 import { SCHEDULES } from '../train/schedule';
-import { classifierFor, encoderSpec, headClasses, isLeanLayout, leanLayoutNotice } from '../train/specs';
+import { classifierFor, encoderSpec, headClasses, readCheckpoint } from '../train/specs';
 import { native } from '../native';
 import { Tensor, manualSeed, setNumThreads } from '../tensor';
 import { Flags, FlagKind, UsageError, choice, optionalNumber, optionalString, parseFlags, positiveInteger } from './flags';
@@ -86,13 +86,6 @@ export async function data(flags: Flags, options: { trainOptional?: boolean } = 
     size: positiveInteger(flags, 'size'),
     trainOptional: options.trainOptional ?? false,
   });
-}
-
-/** Reads a checkpoint given to `command`; a file in s2bnn's earlier lean layout gets a one-line note. */
-async function openCheckpoint(file: string, command: string): Promise<Checkpoint> {
-  const checkpoint = await loadCheckpoint(file);
-  if (isLeanLayout(checkpoint)) note(command, leanLayoutNotice(file));
-  return checkpoint;
 }
 
 function note(command: string, message: string): void {
@@ -242,7 +235,7 @@ export async function pretrainCommand(args: string[]): Promise<number> {
 }
 
 async function pretrainedClassifier(file: string, dataset: EvaluationData, command: string) {
-  const checkpoint = await openCheckpoint(file, command);
+  const checkpoint = await readCheckpoint(file, (message) => note(command, message));
   const spec = encoderSpec(checkpoint, { stem: dataset.stem });
   if (spec.inChannels !== dataset.channels) {
     throw new UsageError(`${file} takes ${spec.inChannels}-channel images, ${dataset.name} has ${dataset.channels}`);
@@ -419,7 +412,7 @@ export async function evalCommand(args: string[]): Promise<void> {
   if (!file) throw new UsageError('eval needs --checkpoint CKPT');
   saveLogitsFlag(flags);
   const dataset = await data(flags, { trainOptional: true });
-  const checkpoint = await openCheckpoint(file, 'eval');
+  const checkpoint = await readCheckpoint(file, (message) => note('eval', message));
   const spec = encoderSpec(checkpoint, { stem: dataset.stem });
   const classes = headClasses(checkpoint);
   if (classes !== dataset.numClasses) throw new UsageError(`${file} classifies ${classes} classes, ${dataset.name} has ${dataset.numClasses}`);

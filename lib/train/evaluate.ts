@@ -1,6 +1,6 @@
 // Evaluation protocols: accuracy of a classifier, feature extraction, weighted kNN, and the
 // paper's linear evaluation (PAPER.md): a frozen backbone in eval mode under a new Linear.
-import { Checkpoint, OrderedDict, PyValue, encoderState, saveCheckpoint } from '../checkpoint';
+import { Checkpoint, PyValue, encoderState, saveCheckpoint } from '../checkpoint';
 import { Model } from '../models';
 import { TensorHandle, native } from '../native';
 import { Tensor, cat, keep, randn, tensor, tidy, zeros } from '../tensor';
@@ -376,7 +376,7 @@ export async function saveEvaluationCheckpoint(file: string, model: Model, spec:
   await saveCheckpoint(file, {
     epoch: epochs,
     arch: spec.arch,
-    state_dict: new OrderedDict([...model.stateDict()].map(([k, v]) => [`module.${k}`, v])),
+    state_dict: model.stateDict({ prefix: 'module.' }),
     best_acc1: tensor(new Float32Array([result.top1]), { shape: [] }),
     optimizer: result.optimizer,
     s2bnn: JSON.stringify({ encoder: spec, top5: result.top5 }),

@@ -5,12 +5,12 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { Checkpoint, OrderedDict, PyValue, encoderState, loadCheckpoint, saveCheckpoint } from '../checkpoint';
+import { Checkpoint, PyValue, encoderState, loadCheckpoint, saveCheckpoint } from '../checkpoint';
 import { Model, ReActNetOptions, ResNetArch, ResNetOptions, moco, resnet } from '../models';
-import { Tensor, manualSeed } from '../tensor';
+import { manualSeed } from '../tensor';
 import { BatchSource, Callback, EpochInfo, FitResult, Position, StepInfo, fit } from './loop';
 import { Schedule, ScheduleName, parseSchedule } from './schedule';
-import { isLeanLayout, leanLayoutNotice, leanParameterNames } from './specs';
+import { leanParameterNames, readCheckpoint } from './specs';
 import { OptimizerOptions, Recipe, PRECISIONS, Precision, Trainer } from './trainer';
 
 /**
@@ -171,18 +171,12 @@ interface RunState {
   config: PretrainConfig;
 }
 
-/** The state dict as the official code saves it: through DistributedDataParallel (`module.`), MoCo keys as they are. */
-function checkpointStateDict(student: Model): OrderedDict<string, Tensor> {
-  const prefix = student.isMoco ? 'module.' : 'module.encoder_q.';
-  return new OrderedDict([...student.stateDict()].map(([k, v]) => [prefix + k, v]));
-}
-
 export async function saveRunCheckpoint(file: string, student: Model, trainer: Trainer, position: Position, config: PretrainConfig): Promise<void> {
   const run: RunState = { batch: position.batch, steps: trainer.steps, config };
   await saveCheckpoint(file, {
     epoch: position.epoch,
     arch: config.arch,
-    state_dict: checkpointStateDict(student),
+    state_dict: student.stateDict({ prefix: 'module.' }), // as main_moco.py saves it, through DDP
     optimizer: trainer.optimizerStateDict(),
     s2bnn: JSON.stringify(run),
   } as unknown as PyValue);
@@ -237,11 +231,10 @@ async function restoreRun(
   student.loadStateDict(checkpoint);
   const optimizer = root.get('optimizer') as Map<string, PyValue>;
   trainer.loadOptimizerStateDict(inTrainerOrder(optimizer, student, trainer));
+  // main_moco.py writes its checkpoints at epoch ends.
   const epoch = Number(root.get('epoch'));
-  // An official checkpoint is written at the end of an epoch.
-  const position = recorded ? { epoch, batch: recorded.batch } : { epoch, batch: 0 };
-  trainer.steps = recorded ? recorded.steps : epoch * batchesPerEpoch;
-  return position;
+  trainer.steps = recorded?.steps ?? epoch * batchesPerEpoch;
+  return { epoch, batch: recorded?.batch ?? 0 };
 }
 
 export interface PretrainOptions {
@@ -287,11 +280,7 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
     if (!config.teacher) throw new Error(`the ${config.recipe} recipe needs a teacher checkpoint (--teacher)`);
     teacher = await loadTeacher(config.teacher, config.teacherArch, config);
   }
-  const read = async (file: string) => {
-    const checkpoint = await loadCheckpoint(file);
-    if (isLeanLayout(checkpoint)) options.onNotice?.(leanLayoutNotice(file));
-    return checkpoint;
-  };
+  const read = (file: string) => readCheckpoint(file, options.onNotice);
   if (config.init && !options.resume) loadInit(student, await read(config.init), config.init);
   if (options.device === 'cuda') {
     student.to('cuda');

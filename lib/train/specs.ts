@@ -1,6 +1,8 @@
-// Which network a checkpoint holds: architecture, width, input channels, head, from the run
-// configuration s2bnn stores, from the `arch` field the reference stores, or from the weights.
-import { Checkpoint, encoderState } from '../checkpoint';
+// Which network a checkpoint holds (architecture, width, input channels, head), from the record
+// s2bnn stores or else from the weights: the official scripts' `arch` field names the teacher's
+// torchvision architecture, not the student's. And the layout a file is in: the official one, or
+// s2bnn 0.1's lean one (docs/checkpoints.md).
+import { Checkpoint, encoderState, loadCheckpoint } from '../checkpoint';
 import { Model, ReActNetOptions, ResNetArch, reactnetA, resnet } from '../models';
 import { Arch, PretrainConfig } from './pretrain';
 
@@ -91,6 +93,13 @@ export function isLeanLayout(checkpoint: Checkpoint): boolean {
 /** The one line the commands print for a file in the lean layout. */
 export function leanLayoutNotice(file: string): string {
   return `${file} is in s2bnn's earlier lean layout (ReActNet blocks without the 1x1 stage they do not run); it loads as it is, and what s2bnn writes now has the official layout`;
+}
+
+/** Loads a checkpoint; a file in the lean layout is announced to `onNotice` in one line. */
+export async function readCheckpoint(file: string, onNotice?: (message: string) => void): Promise<Checkpoint> {
+  const checkpoint = await loadCheckpoint(file);
+  if (isLeanLayout(checkpoint)) onNotice?.(leanLayoutNotice(file));
+  return checkpoint;
 }
 
 // A lean block registered its 1x1 stage (one of the two kinds) between move21 and move22.
