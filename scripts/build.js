@@ -17,6 +17,18 @@ function fail(message) {
   process.exit(1);
 }
 
+// CMake caches where it found Torch: a build folder configured for another libtorch would keep
+// compiling against that one, so it starts over.
+function forgetOtherLibtorch(prefixPath) {
+  const buildDir = path.join(root, 'build');
+  const cache = path.join(buildDir, 'CMakeCache.txt');
+  if (!fs.existsSync(cache)) return;
+  const match = /^CMAKE_PREFIX_PATH:[A-Z]+=(.*)$/m.exec(fs.readFileSync(cache, 'utf8'));
+  if (match && match[1] === prefixPath) return;
+  log(`the build folder was configured for another libtorch (${match ? match[1] : 'unknown'}): starting it over`);
+  fs.rmSync(buildDir, { recursive: true, force: true });
+}
+
 function main() {
   let libtorch;
   try {
@@ -26,6 +38,10 @@ function main() {
   }
   log(`libtorch ${libtorch.version} (${libtorch.source}, ${libtorch.libDir}${libtorch.cuda ? ', CUDA' : ''})`);
 
+  // The libtorch root too: TorchConfig.cmake finds c10 with a plain find_library, which would
+  // otherwise take a system libc10 (Debian's) over the pip torch's own and mix the two.
+  const prefixPath = `${libtorch.cmakePrefix};${libtorch.root}`;
+  forgetOtherLibtorch(prefixPath);
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const jobs = String(Math.max(1, require('os').availableParallelism?.() ?? require('os').cpus().length));
   const args = [
@@ -33,7 +49,7 @@ function main() {
     'compile',
     '--directory', root,
     '--parallel', jobs,
-    `--CDCMAKE_PREFIX_PATH=${libtorch.cmakePrefix}`,
+    `--CDCMAKE_PREFIX_PATH=${prefixPath}`,
     `--CDS2BNN_WITH_CUDA=${libtorch.cuda ? 'ON' : 'OFF'}`,
   ];
   if (process.env.S2BNN_DEBUG_BUILD === '1') args.push('--debug');
@@ -49,6 +65,7 @@ function main() {
     libtorchIncludeDir: libtorch.includeDir,
     cuda: libtorch.cuda,
     node: process.version,
+    binary: 'source',
     builtAt: new Date().toISOString(),
   };
   fs.writeFileSync(path.join(outDir, 's2bnn-build.json'), `${JSON.stringify(info, null, 2)}\n`);

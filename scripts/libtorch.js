@@ -34,12 +34,21 @@ function isFile(p) {
   }
 }
 
+// torch/version.h holds the version up to 2.8 or so; later releases include it from
+// torch/headeronly/version.h.
+const VERSION_HEADERS = [
+  ['torch', 'csrc', 'api', 'include', 'torch', 'version.h'],
+  ['torch', 'headeronly', 'version.h'],
+];
+
 function readVersionHeader(includeDirs) {
   for (const dir of includeDirs) {
-    const header = path.join(dir, 'torch', 'csrc', 'api', 'include', 'torch', 'version.h');
-    if (!isFile(header)) continue;
-    const match = /#define\s+TORCH_VERSION\s+\\?\s*"([^"]+)"/.exec(fs.readFileSync(header, 'utf8'));
-    if (match) return match[1];
+    for (const parts of VERSION_HEADERS) {
+      const header = path.join(dir, ...parts);
+      if (!isFile(header)) continue;
+      const match = /#define\s+TORCH_VERSION\s+\\?\s*"([^"]+)"/.exec(fs.readFileSync(header, 'utf8'));
+      if (match) return match[1];
+    }
   }
   return null;
 }

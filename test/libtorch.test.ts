@@ -1,5 +1,6 @@
 // The libtorch resolver shared by the build and the loader, and the loader's refusal to load an
 // addon against a libtorch other than the one it was built for.
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -12,11 +13,13 @@ const { resolveLibtorch } = require(path.join(repoRoot, 'scripts', 'libtorch.js'
 
 const tmp = tempDir('libtorch');
 
-function fakeLibtorch(version: string, cuda = false): string {
+// A libtorch folder with the version where 1.x (`torch/version.h`) or later 2.x releases
+// (`torch/headeronly/version.h`) keep it.
+function fakeLibtorch(version: string, cuda = false, header: 'api' | 'headeronly' = 'api'): string {
   const root = fs.mkdtempSync(path.join(tmp, 'root-'));
   fs.mkdirSync(path.join(root, 'share', 'cmake', 'Torch'), { recursive: true });
   fs.writeFileSync(path.join(root, 'share', 'cmake', 'Torch', 'TorchConfig.cmake'), '# fake\n');
-  const versionDir = path.join(root, 'include', 'torch', 'csrc', 'api', 'include', 'torch');
+  const versionDir = path.join(root, 'include', 'torch', ...(header === 'api' ? ['csrc', 'api', 'include', 'torch'] : ['headeronly']));
   fs.mkdirSync(versionDir, { recursive: true });
   fs.writeFileSync(path.join(versionDir, 'version.h'), `#define TORCH_VERSION \\\n  "${version}"\n`);
   fs.mkdirSync(path.join(root, 'lib'));
@@ -34,6 +37,11 @@ describe('resolveLibtorch', () => {
     expect(found.cmakePrefix).toBe(path.join(root, 'share', 'cmake'));
   });
 
+  test('a 2.x libtorch keeps its version in torch/headeronly/version.h', () => {
+    const root = fakeLibtorch('2.13.0', false, 'headeronly');
+    expect(resolveLibtorch({ env: { LIBTORCH: root }, ...quiet })).toMatchObject({ version: '2.13.0', cuda: false });
+  });
+
   test('a LIBTORCH that is not a libtorch is an error, not a silent fallback', () => {
     const empty = fs.mkdtempSync(path.join(tmp, 'empty-'));
     expect(() => resolveLibtorch({ env: { LIBTORCH: empty }, ...quiet })).toThrow(
@@ -47,10 +55,10 @@ describe('resolveLibtorch', () => {
     ).toThrow(/libtorch was not found[\s\S]*LIBTORCH=[\s\S]*python3[\s\S]*libtorch-dev/);
   });
 
-  test('the system libtorch this package was built with is found', () => {
+  test('the libtorch this package was built with is the one the resolver finds here', () => {
     const info = readBuildInfo()!;
-    const found = resolveLibtorch({ env: { PATH: process.env.PATH }, allowInstall: false, ...quiet });
-    expect(found.version).toBe(info.libtorchVersion);
+    const found = resolveLibtorch({ env: process.env, allowInstall: false, ...quiet });
+    expect([found.version, found.libDir]).toEqual([info.libtorchVersion, info.libtorchLibDir]);
   });
 });
 
@@ -83,6 +91,20 @@ describe('loader', () => {
     } finally {
       if (saved === undefined) delete process.env.LIBTORCH;
       else process.env.LIBTORCH = saved;
+    }
+  });
+
+  // Debian's libtorch and a pip torch on one machine: the build must link one of them only.
+  test('every libtorch library the addon and the ops library load comes from the libtorch they were built against', () => {
+    const libDir = fs.realpathSync(info.libtorchLibDir);
+    for (const file of ['s2bnn.node', 'libs2bnn_ops.so']) {
+      const res = spawnSync('ldd', [path.join(repoRoot, 'build', 'Release', file)], { encoding: 'utf8' });
+      expect(res.status).toBe(0);
+      const torchLibraries = [...res.stdout.matchAll(/^\s*(lib(?:torch|c10)\w*\.so[\w.]*) => (\S+)/gm)];
+      expect(torchLibraries.map(([, name]) => name)).toEqual(expect.arrayContaining(['libc10.so', 'libtorch_cpu.so'].map((n) => expect.stringMatching(new RegExp(`^${n.replace('.', '\\.')}`)))));
+      for (const [, name, resolved] of torchLibraries) {
+        expect([file, name, path.dirname(fs.realpathSync(resolved))]).toEqual([file, name, libDir]);
+      }
     }
   });
 

@@ -1,6 +1,7 @@
 // Module entry point, shared boundary helpers, and the runtime controls (threads, seeds, grad
 // mode, memory statistics, build facts).
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/version.h>
 
 #include <cmath>
@@ -299,6 +300,8 @@ void init_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("parallelInfo", Napi::Function::New(env, parallel_info));
   Napi::Object build = Napi::Object::New(env);
   build.Set("libtorchVersion", Napi::String::New(env, TORCH_VERSION));
+  // The libstdc++ string/list ABI the addon was compiled with: libtorch's, which it must match.
+  build.Set("cxx11Abi", Napi::Boolean::New(env, _GLIBCXX_USE_CXX11_ABI == 1));
 #if defined(S2BNN_WITH_CUDA)
   build.Set("cuda", Napi::Boolean::New(env, true));
 #else
