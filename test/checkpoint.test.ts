@@ -35,6 +35,7 @@ describe('writing for torch.load', () => {
       pair: Object.freeze([1, 2]),
       list: [1, 'two'],
       blob: new Uint8Array([0, 255]),
+      empty: new Uint8Array(0),
       state_dict: { w: tensor([[1, 2]]), step: tensor([7n]) },
       nested: new Map<number, PyValue>([[0, new Map([['momentum_buffer', tensor([0.5])]])]]),
     });
@@ -47,13 +48,14 @@ describe('writing for torch.load', () => {
     expect(loaded.get('state_dict')).toBeInstanceOf(OrderedDict);
     expect(values((loaded.get('state_dict') as Map<string, Tensor>).get('w')!)).toEqual([1, 2]);
     if (!python) return;
+    // torch.load's defaults: from torch 2.6 weights-only, which refuses anything but plain data.
     const printed = runPython(python, ['-c', `
 import torch, collections
 d = torch.load('${file}')
-print(type(d['state_dict']).__name__, d['epoch'], repr(d['lr']), d['done'], d['none'], d['big'], d['pair'], d['list'], d['blob'],
+print(type(d['state_dict']).__name__, d['epoch'], repr(d['lr']), d['done'], d['none'], d['big'], d['pair'], d['list'], d['blob'], d['empty'],
       d['state_dict']['w'].tolist(), d['state_dict']['step'].dtype, d['nested'][0]['momentum_buffer'].item())`]);
     expect(printed.trim()).toBe(
-      "OrderedDict 3 0.5 False None 1152921504606846976 (1, 2) [1, 'two'] b'\\x00\\xff' [[1.0, 2.0]] torch.int64 0.5",
+      "OrderedDict 3 0.5 False None 1152921504606846976 (1, 2) [1, 'two'] b'\\x00\\xff' b'' [[1.0, 2.0]] torch.int64 0.5",
     );
   });
 

@@ -757,11 +757,27 @@ class Writer {
         break;
       }
       case Value::Kind::String: string(v.text); break;
-      case Value::Kind::Bytes:
-        op('B');
-        little<uint32_t>(static_cast<uint32_t>(v.text.size()));
-        out_ += v.text;
+      case Value::Kind::Bytes: {
+        // As protocol 2 pickles bytes (torch.save's protocol): _codecs.encode(text, 'latin1'),
+        // which torch.load's weights_only unpickler (the default from torch 2.6) accepts; BINBYTES
+        // is a protocol-3 opcode it refuses, and so is torch.save's own `bytes()` for b''.
+        std::string text;
+        for (unsigned char c : v.text) {
+          if (c < 0x80) {
+            text.push_back(char(c));
+          } else {
+            text.push_back(char(0xc0 | (c >> 6)));
+            text.push_back(char(0x80 | (c & 0x3f)));
+          }
+        }
+        global("_codecs", "encode");
+        op('(');
+        string(text);
+        string("latin1");
+        op('t');
+        op('R');
         break;
+      }
       case Value::Kind::List:
         op(']');
         if (!v.items.empty()) {
