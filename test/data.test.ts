@@ -66,8 +66,9 @@ function dataset(n: number, h: number, w: number, c: number, classes = 5): InMem
 // skipped visibly, or fail where S2BNN_REQUIRE_PYTHON_TORCH=1 (CI).
 function withTorchvision(found: { python: string | null; reason: string }): { python: string | null; reason: string } {
   if (!found.python) return found;
-  if (spawnSync(found.python, ['-c', 'import torchvision, PIL'], { encoding: 'utf8' }).status === 0) return found;
-  const reason = `${found.python} cannot import torchvision and PIL (install Debian's python3-torchvision)`;
+  const probe = "import sys; sys.path.insert(0, 'scripts/python'); import torchvision_compat, torchvision, PIL";
+  if (spawnSync(found.python, ['-c', probe], { encoding: 'utf8', cwd: repoRoot }).status === 0) return found;
+  const reason = `${found.python} cannot import torchvision and PIL (install Debian's python3-torchvision, or pip's torchvision and pillow)`;
   if (process.env.S2BNN_REQUIRE_PYTHON_TORCH === '1') throw new Error(`S2BNN_REQUIRE_PYTHON_TORCH=1 but ${reason}`);
   return { python: null, reason };
 }

@@ -20,7 +20,10 @@ import time
 
 import torch
 import torch.utils.data
-import torchvision.datasets
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'python'))
+import torchvision_compat  # noqa: E402,F401  (before torchvision)
+import torchvision.datasets  # noqa: E402
 import torchvision.transforms as T
 
 case = json.load(sys.stdin)

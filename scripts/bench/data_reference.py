@@ -15,13 +15,17 @@ torchvision's tensor transforms on float images with antialiased resizing, the s
 native loader reproduces.
 """
 import json
+import os
 import sys
 import time
 
 import numpy as np
 import torch
 import torch.utils.data
-import torchvision.transforms as T
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'python'))
+import torchvision_compat  # noqa: E402,F401  (before torchvision)
+import torchvision.transforms as T  # noqa: E402
 from PIL import Image, ImageFilter
 
 case = json.load(sys.stdin)

@@ -150,6 +150,7 @@ class TorchvisionResNet(nn.Module):
 
     def __init__(self, depth=50, head='linear', num_classes=1000, mlp_dim=128, in_channels=3, small_stem=False):
         super().__init__()
+        import torchvision_compat  # noqa: F401  (before torchvision)
         import torchvision
         net = getattr(torchvision.models, f'resnet{depth}')(weights=None)
         if small_stem or in_channels != 3:

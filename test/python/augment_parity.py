@@ -6,11 +6,15 @@ Reads {"cases": [...]} as JSON on stdin and prints one result per case:
 - "rrcSamples": RandomResizedCrop.get_params drawn `count` times (torch.manual_seed(seed)).
 """
 import json
+import os
 import sys
 
 import torch
-import torchvision.transforms as T
-import torchvision.transforms.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'scripts', 'python'))
+import torchvision_compat  # noqa: E402,F401  (before torchvision)
+import torchvision.transforms as T  # noqa: E402
+import torchvision.transforms.functional as F  # noqa: E402
 
 
 def image_of(case):
