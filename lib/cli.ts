@@ -66,6 +66,8 @@ function info(args: string[]): void {
     libtorchSource: build?.libtorchSource,
     libtorchLibDir: build?.libtorchLibDir,
     cudaBuild: api.build.cuda,
+    cxx11Abi: api.build.cxx11Abi,
+    binary: build?.binary ?? 'source',
     cudaDevices: api.cudaDeviceCount(),
     threads: getNumThreads(),
     cores: os.availableParallelism?.() ?? os.cpus().length,

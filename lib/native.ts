@@ -90,7 +90,7 @@ export interface NativePackedOps {
 }
 
 export interface NativeAddon {
-  build: { libtorchVersion: string; cuda: boolean };
+  build: { libtorchVersion: string; cuda: boolean; cxx11Abi: boolean };
   setNumThreads(threads: number): void;
   getNumThreads(): number;
   setPackedTrainingForward(on: boolean): boolean;
@@ -120,6 +120,8 @@ export interface BuildInfo {
   libtorchIncludeDir: string;
   cuda: boolean;
   node: string;
+  /** 'source': built on this machine; 'prebuilt': shipped in the package. Absent in older records. */
+  binary?: 'source' | 'prebuilt';
   builtAt: string;
 }
 

@@ -16,6 +16,8 @@ test('info --json reports the build', () => {
   expect(code).toBe(0);
   const info = JSON.parse(stdout);
   expect(info.libtorch).toMatch(/^\d+\.\d+/);
+  expect(info.libtorchSource).toMatch(/^(system|LIBTORCH|python:.+)$/);
+  expect(info).toMatchObject({ cudaBuild: expect.any(Boolean), cxx11Abi: expect.any(Boolean), binary: 'source' });
   expect(info.threads).toBeGreaterThanOrEqual(1);
   expect(info.opsLibrary).toMatch(/libs2bnn_ops\.so$/);
 });
