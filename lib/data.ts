@@ -68,7 +68,7 @@ function mocoStyle(size: number, channels: number, jitterP: number, blurP: numbe
   };
 }
 
-/** The recipes' transforms (PAPER.md). */
+/** The recipes' transforms (docs/method.md). */
 export const transforms = {
   /** Standard MoCo v2: crop scale 0.2..1, ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8, grayscale 0.2, blur p 0.5, flip. */
   mocoV2: (size: number, channels = 3): Transform => mocoStyle(size, channels, 0.8, 0.5),

@@ -233,7 +233,7 @@ export class MoCoModel extends Model {
   }
 }
 
-/** ReActNet-A exactly as PAPER.md describes it (defaults: step 2, linear head, 1000 classes). */
+/** ReActNet-A exactly as docs/method.md describes it (defaults: step 2, linear head, 1000 classes). */
 export function reactnetA(options: ReActNetOptions = {}): Model {
   return Model.fromSpec({ arch: 'reactnet-a', ...options });
 }

@@ -1,6 +1,6 @@
 'use strict';
 // The one libtorch resolver. The build (scripts/build.js) and the runtime loader (lib/native.ts)
-// both use it, so they agree on which libtorch is meant. Order (DESIGN.md): the LIBTORCH folder,
+// both use it, so they agree on which libtorch is meant. Order (docs/libtorch.md): the LIBTORCH folder,
 // then the `torch` package of python3 (a research repo's PyTorch, often a CUDA build), then a
 // system install (Debian's libtorch-dev). With none of these on Debian/Ubuntu as root, it can
 // install libtorch-dev with apt.

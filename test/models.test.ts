@@ -1,5 +1,5 @@
 // Models: the reference names, the paper's cost figures, state-dict loading rules, and parity
-// with the Python reference (ReActNet-A written from PAPER.md, torchvision's ResNets) in both
+// with the Python reference (ReActNet-A written from docs/method.md, torchvision's ResNets) in both
 // directions through checkpoint files: eval and train outputs, BatchNorm running statistics after
 // one train forward, and every parameter gradient, max rel err <= 1e-4.
 import * as fs from 'fs';
@@ -28,7 +28,7 @@ describe('ReActNet-A', () => {
     expect(keys).toContain('feature.3.binary_pw.weight'); // 128 -> 128 keeps
     expect(keys).toContain('fc.weight');
     const cost = model.complexity(224);
-    // PAPER.md: 0.12e8 FLOPs and 0.87e8 OPs (binary OPs / 64 + FLOPs); 4.82e9 binary OPs.
+    // docs/method.md: 0.12e8 FLOPs and 0.87e8 OPs (binary OPs / 64 + FLOPs); 4.82e9 binary OPs.
     expect(cost.flops / 1e8).toBeCloseTo(0.12, 2);
     expect(cost.ops / 1e8).toBeCloseTo(0.87, 2);
     expect(cost.binaryOps / 1e9).toBeCloseTo(4.82, 2);

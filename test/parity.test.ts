@@ -1,4 +1,4 @@
-// Parity with the Python reference (scripts/python/s2bnn_reference.py, PAPER.md's formulas in
+// Parity with the Python reference (scripts/python/s2bnn_reference.py, docs/method.md's formulas in
 // plain PyTorch) run by Debian's python3-torch: values and gradients, rel err <= 1e-5.
 import { Tensor, ops } from '../lib';
 import { Dumped, fromDump, pythonWithTorch, relativeError, runPython, values } from './helpers';

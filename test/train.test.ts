@@ -409,7 +409,7 @@ test('slim ResNet teachers scale every stage width and keep torchvision names', 
 });
 
 describe('training loop', () => {
-  test('schedules follow PAPER.md', () => {
+  test('schedules follow docs/method.md', () => {
     expect(learningRate({ kind: 'linear' }, 3e-4, 0, 200)).toBeCloseTo(3e-4);
     expect(learningRate({ kind: 'linear' }, 3e-4, 100, 200)).toBeCloseTo(1.5e-4);
     expect(learningRate({ kind: 'cosine' }, 0.03, 100, 200)).toBeCloseTo(0.015);

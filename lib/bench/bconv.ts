@@ -46,7 +46,7 @@ export interface BconvFigure {
 
 const WIDTHS = [32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024];
 
-/** The distinct binary conv shapes of ReActNet-A at `input` px (PAPER.md "Backbone"). */
+/** The distinct binary conv shapes of ReActNet-A at `input` px (docs/method.md "ReActNet-A"). */
 export function reactnetBconvShapes(input = 224): BconvShape[] {
   const shapes = new Map<string, BconvShape>();
   const add = (s: Omit<BconvShape, 'count'>, times: number) => {

@@ -21,7 +21,7 @@ export interface StepBenchCase {
   batch: number;
   size: number;
   teacherArch: ResNetArch;
-  /** MoCo queue size (default 65536, PAPER.md). */
+  /** MoCo queue size (default 65536, docs/method.md). */
   queueSize?: number;
   /** 'cpu' (default) or 'cuda'; peak memory is counted on CPU only. */
   device?: 'cpu' | 'cuda';

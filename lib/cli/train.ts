@@ -20,7 +20,7 @@ import { Tensor, manualSeed, setNumThreads } from '../tensor';
 import { Flags, FlagKind, UsageError, choice, optionalNumber, optionalString, parseFlags, positiveInteger } from './flags';
 import { EvaluationData, OpenedData, loader, openData } from './data';
 
-export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-training (PAPER.md recipes)
+export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-training (docs/method.md recipes)
       --recipe moco-v2|contrastive|contrastive+distill|distill   (default distill)
       --arch reactnet-a|resnet18|resnet34|resnet50               (default reactnet-a)
       --step 1|2                two-step binarization of ReActNet-A (default 2)
@@ -42,10 +42,10 @@ export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-
                                 run checkpoint or an official main_moco.py one (from its next epoch)
       --out DIR --device cpu|cuda --workers N --seed N --subset N --json
       --threads N               libtorch threads, in every training command (default: all cores)
-  lincls --pretrained CKPT [options]   linear evaluation of a frozen backbone (PAPER.md)
+  lincls --pretrained CKPT [options]   linear evaluation of a frozen backbone (docs/method.md)
       --data, --epochs N (100), --batch-size N (256), --lr X (0.1), --out DIR, --eval-every N,
       --subset N, --workers N, --device, --json
-      --no-standardize          train the Linear on raw features (PAPER.md's literal recipe; by
+      --no-standardize          train the Linear on raw features (docs/method.md's literal recipe; by
                                 default it trains on standardized features and folds them in)
   finetune --pretrained CKPT [options] semi-supervised fine-tuning of the whole network on a
                                 class-balanced label fraction, then top-1/top-5

@@ -1,5 +1,5 @@
 // Evaluation protocols: accuracy of a classifier, feature extraction, weighted kNN, and the
-// paper's linear evaluation (PAPER.md): a frozen backbone in eval mode under a new Linear.
+// paper's linear evaluation (docs/method.md): a frozen backbone in eval mode under a new Linear.
 import { Checkpoint, PyValue, encoderState, saveCheckpoint } from '../checkpoint';
 import { Model } from '../models';
 import { TensorHandle, native } from '../native';
@@ -235,7 +235,7 @@ export interface LinearEvalOptions {
    * Train the Linear on standardized features (per-feature mean and std over one pass of
    * `train`), then fold the standardization into it: the same classifier family, but SGD at lr
    * 0.1 converges whatever the feature scale (a BNN's pooled features can have norms of 50+,
-   * where the unstandardized protocol diverges). Default true; false is PAPER.md's literal recipe.
+   * where the unstandardized protocol diverges). Default true; false is docs/method.md's literal recipe.
    */
   standardize?: boolean;
 }
@@ -265,7 +265,7 @@ export interface LinearEvalResult extends Accuracy {
   optimizer: Map<string, PyValue>;
 }
 
-/** PAPER.md's linear evaluation: frozen backbone in eval mode, SGD on a new Linear. */
+/** docs/method.md's linear evaluation: frozen backbone in eval mode, SGD on a new Linear. */
 export async function linearEvaluation(options: LinearEvalOptions): Promise<LinearEvalResult> {
   const { model } = options;
   const epochs = options.epochs ?? 100;

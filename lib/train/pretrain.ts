@@ -1,4 +1,4 @@
-// The pre-training recipes of PAPER.md as one configurable run: builds the student (a MoCo
+// The pre-training recipes of docs/method.md as one configurable run: builds the student (a MoCo
 // wrapper, as the official code builds every student), loads the step-1 init and the teacher, and
 // trains with checkpoints every epoch (atomic, in the official layout), on stop requests, and a
 // resume that continues the same trajectory.
@@ -50,7 +50,7 @@ export interface PretrainConfig {
   teacherPrecision: Precision;
   /** The trained network's arithmetic: bfloat16 is mixed precision (autocast), for real-valued ResNets. */
   precision: Precision;
-  /** Weights of the two losses of contrastive+distill (PAPER.md: 1:1); ignored by the other recipes. */
+  /** Weights of the two losses of contrastive+distill (docs/method.md: 1:1); ignored by the other recipes. */
   contrastiveWeight: number;
   distillWeight: number;
   /** MoCo projection dim, queue size K and key-encoder momentum m. */
@@ -62,7 +62,7 @@ export interface PretrainConfig {
   seed: number;
 }
 
-/** PAPER.md's recipe per name (batch size and epochs are the caller's). */
+/** docs/method.md's recipe per name (batch size and epochs are the caller's). */
 export function recipeDefaults(recipe: PretrainRecipe): Pick<PretrainConfig, 'optimizer' | 'lr' | 'weightDecay' | 'schedule' | 'step'> {
   switch (recipe) {
     case 'moco-v2':

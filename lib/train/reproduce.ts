@@ -1,4 +1,4 @@
-// The paper's experiment (PAPER.md, ReActNet-A column) at a chosen scale: a real-valued MoCo v2
+// The paper's experiment (docs/method.md, ReActNet-A column) at a chosen scale: a real-valued MoCo v2
 // teacher, then the binary students of the four rows (plain MoCo v2 baseline, enhanced MoCo v2,
 // contrastive + distillation, distillation only), each followed by linear evaluation.
 import * as fs from 'fs';
@@ -62,7 +62,7 @@ export const PRESETS: Record<string, ReproducePreset> = {
     student: { width: 0.25, epochs: 6, lr: 4e-3 },
     lincls: { epochs: 10, lr: 0.1, batchSize: 256 },
   },
-  /** A GPU: the full networks and data, PAPER.md's epochs scaled to a single device. */
+  /** A GPU: the full networks and data, docs/method.md's epochs scaled to a single device. */
   full: {
     name: 'full',
     batchSize: 256,
@@ -128,7 +128,7 @@ export type TeacherChanges = Partial<Pick<ReproducePreset['teacher'], 'epochs' |
 /**
  * Changes to the student rows: every field of a pre-training config applies to all four rows
  * (e.g. the distillation temperature, the loss weights of contrastive+distill, epochs: the knobs
- * PAPER.md says to study at small scale), except the learning rates, which belong to their
+ * docs/method.md says to study at small scale), except the learning rates, which belong to their
  * optimizer: `lr` is the three Adam rows', `baselineLr` the SGD baseline's.
  */
 export type StudentChanges = Partial<PretrainConfig> & { baselineLr?: number };

@@ -1,7 +1,7 @@
 // Learning-rate schedules, evaluated once per epoch as the reference code does.
 
 export type Schedule =
-  /** lr * (1 - epoch / epochs): the S2-BNN recipe (PAPER.md). */
+  /** lr * (1 - epoch / epochs): the S2-BNN recipe (docs/method.md). */
   | { kind: 'linear' }
   /** lr * 0.5 * (1 + cos(pi * epoch / epochs)): MoCo v2. */
   | { kind: 'cosine' }

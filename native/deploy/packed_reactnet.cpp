@@ -16,7 +16,7 @@
 namespace s2bnn::deploy {
 namespace {
 
-constexpr double kBatchNormEps = 1e-5;  // PAPER.md: standard BatchNorm
+constexpr double kBatchNormEps = 1e-5;  // docs/method.md: standard BatchNorm
 constexpr int64_t kWordBits = 64;
 
 int64_t words_for(int64_t channels) { return (channels + kWordBits - 1) / kWordBits; }

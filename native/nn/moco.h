@@ -1,4 +1,4 @@
-// The MoCo wrapper (PAPER.md "Contrastive"): a query encoder, a momentum key encoder that starts
+// The MoCo wrapper (docs/method.md "Losses"): a query encoder, a momentum key encoder that starts
 // as its copy and is never trained by gradients, and the queue of normalized keys. Names follow
 // the reference: encoder_q., encoder_k., queue [dim, K], queue_ptr.
 #pragma once

@@ -1,5 +1,5 @@
 // The models s2bnn trains: torch::nn modules whose parameter names are the reference
-// implementations' (PAPER.md), so state dicts move between s2bnn and PyTorch unchanged.
+// implementations' (docs/method.md), so state dicts move between s2bnn and PyTorch unchanged.
 #pragma once
 
 #include <torch/torch.h>

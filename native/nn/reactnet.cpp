@@ -13,7 +13,7 @@ BinaryConvImpl::BinaryConvImpl(int64_t in, int64_t out, int64_t kernel, int64_t 
   weight = register_parameter("weight", torch::empty({out, in, kernel, kernel}));
   torch::NoGradGuard no_grad;
   if (binarize_weights) {
-    weight.uniform_(0, 0.001);  // PAPER.md: binary conv weights start uniform in [0, 0.001)
+    weight.uniform_(0, 0.001);  // docs/method.md: binary conv weights start uniform in [0, 0.001)
   } else {
     // Step 1 convolutions are ordinary nn.Conv2d: PyTorch's default initialization.
     torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));

@@ -13,7 +13,7 @@
 
 namespace s2bnn::ops {
 
-// sign(x) forward; backward multiplies by the ApproxSign derivative (PAPER.md).
+// sign(x) forward; backward multiplies by the ApproxSign derivative (docs/method.md).
 at::Tensor sign_ste(const at::Tensor& x);
 at::Tensor sign_ste_backward(const at::Tensor& grad, const at::Tensor& x);
 

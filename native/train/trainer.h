@@ -1,4 +1,4 @@
-// One training step of each S2-BNN recipe as a single native call (PAPER.md "Losses" and
+// One training step of each S2-BNN recipe as a single native call (docs/method.md "Losses" and
 // "Recipe"): forwards, loss, backward, optimizer update and the MoCo momentum/queue updates. The
 // TypeScript loop owns epochs, schedules and checkpoints; it calls step() from a worker thread.
 #pragma once

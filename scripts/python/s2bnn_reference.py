@@ -1,4 +1,4 @@
-"""The S2-BNN operators written from PAPER.md as plain PyTorch, the way the public reference
+"""The S2-BNN operators written from docs/method.md as plain PyTorch, the way the public reference
 implementations (ReActNet, S2-BNN, MoCo v2) write them. Used as the parity oracle of the tests and
 as the Python baseline of the benchmarks; imports nothing from s2bnn.
 """
