@@ -189,14 +189,11 @@ export class Model {
     if (!this.isMoco) return encoderState(checkpoint);
     const state = new Map([...checkpoint.stateDict()].map(([k, v]) => [k.replace(/^module\./, ''), v]));
     if ([...state.keys()].some((k) => k.startsWith('encoder_k.'))) return state;
-    const encoder = [...state.keys()].some((k) => k.startsWith('encoder_q.'))
-      ? new Map([...state].filter(([k]) => k.startsWith('encoder_q.')).map(([k, v]) => [k.slice('encoder_q.'.length), v]))
-      : state;
     const own = this.stateDict();
     return new Map<string, Tensor>([
       ['queue', own.get('queue')!],
       ['queue_ptr', own.get('queue_ptr')!],
-      ...[...encoder].flatMap(([k, v]): [string, Tensor][] => [[`encoder_q.${k}`, v], [`encoder_k.${k}`, v]]),
+      ...[...encoderState(checkpoint)].flatMap(([k, v]): [string, Tensor][] => [[`encoder_q.${k}`, v], [`encoder_k.${k}`, v]]),
     ]);
   }
 
