@@ -18,6 +18,7 @@ export {
   setPackedTrainingForward,
   getNumThreads,
   cudaDeviceCount,
+  cudaSynchronize,
 } from './tensor';
 export type { DType, Device, Scalar, NestedArray, TensorOptions, FromDataOptions } from './tensor';
 export {

@@ -90,7 +90,7 @@ export interface NativePackedOps {
 }
 
 export interface NativeAddon {
-  build: { libtorchVersion: string; cuda: boolean; cxx11Abi: boolean };
+  build: { libtorchVersion: string; cuda: boolean; cudaVersion: string | null; nccl: string | null; imageCodecs: boolean; cxx11Abi: boolean };
   setNumThreads(threads: number): void;
   getNumThreads(): number;
   setPackedTrainingForward(on: boolean): boolean;
@@ -101,6 +101,7 @@ export interface NativeAddon {
   setCpuCacheLimit(bytes: number): void;
   emptyCache(): void;
   cudaDeviceCount(): number;
+  cudaSynchronize(): void;
   parallelInfo(): string;
   TensorHandle: { prototype: TensorHandle };
   fromTypedArray(data: NativeTypedArray, shape: number[], dtype: DType, copy: boolean): TensorHandle;
@@ -122,6 +123,10 @@ export interface BuildInfo {
   node: string;
   /** 'source': built on this machine; 'prebuilt': shipped in the package. Absent in older records. */
   binary?: 'source' | 'prebuilt';
+  /** A prebuilt binary's key (platform, torch major.minor, CUDA major, C++ ABI). */
+  prebuilt?: string;
+  /** The exact libtorch a prebuilt binary was compiled against (same major.minor as libtorchVersion). */
+  builtAgainst?: string;
   builtAt: string;
 }
 
@@ -238,10 +243,11 @@ export function native(): NativeAddon {
   } catch (err) {
     throw explainLoadFailure(err as Error, info);
   }
-  if (loaded.build.libtorchVersion !== info.libtorchVersion) {
+  const compiledAgainst = info.builtAgainst ?? info.libtorchVersion;
+  if (loaded.build.libtorchVersion !== compiledAgainst) {
     throw new NativeLoadError(
       `s2bnn's addon reports libtorch ${loaded.build.libtorchVersion} but its build record says ` +
-        `${info.libtorchVersion}; ${REBUILD}.`,
+        `${compiledAgainst}; ${REBUILD}.`,
     );
   }
   // libtorch defaults to one intra-op thread on some systems; use the machine unless told.

@@ -513,3 +513,8 @@ export function getNumThreads(): number {
 export function cudaDeviceCount(): number {
   return native().cudaDeviceCount();
 }
+
+/** Waits until the GPU has run everything queued (nothing to do without a CUDA device). */
+export function cudaSynchronize(): void {
+  native().cudaSynchronize();
+}

@@ -1,26 +1,28 @@
 #!/usr/bin/env node
 'use strict';
-// Builds the native addon: resolves libtorch (scripts/libtorch.js), runs cmake-js with it,
-// records what the addon was built against (build/Release/s2bnn-build.json, read by the runtime
-// loader), and, when the libtorch is CPU-only, compiles the CUDA kernels with nvcc as a check.
+// The install step and the native build. `npm install` runs this file: it resolves libtorch
+// (scripts/libtorch.js), installs the prebuilt binary the package carries for that libtorch
+// (scripts/prebuilt.js) or, with none, builds from source with cmake-js and says why in one line.
+// Either way it records what the addon was built against (build/Release/s2bnn-build.json, read by
+// the runtime loader). A CPU build also compiles the CUDA kernels with nvcc, as a check.
+//   node scripts/build.js            install: prebuilt if one fits, else from source
+//   node scripts/build.js --source   always from source (as S2BNN_BUILD_FROM_SOURCE=1)
 const fs = require('fs');
+const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
 const { resolveLibtorch } = require('./libtorch');
-const { checkCudaSources } = require('./cuda-check');
+const { checkCudaSources, cudaToolkitRoot } = require('./cuda-check');
+const prebuilt = require('./prebuilt');
 
 const root = path.resolve(__dirname, '..');
 const log = (message) => process.stderr.write(`s2bnn: ${message}\n`);
 
-function fail(message) {
-  process.stderr.write(`s2bnn: build failed: ${message}\n`);
-  process.exit(1);
-}
+class BuildError extends Error {}
 
 // CMake caches where it found Torch: a build folder configured for another libtorch would keep
 // compiling against that one, so it starts over.
-function forgetOtherLibtorch(prefixPath) {
-  const buildDir = path.join(root, 'build');
+function forgetOtherLibtorch(buildDir, prefixPath) {
   const cache = path.join(buildDir, 'CMakeCache.txt');
   if (!fs.existsSync(cache)) return;
   const match = /^CMAKE_PREFIX_PATH:[A-Z]+=(.*)$/m.exec(fs.readFileSync(cache, 'utf8'));
@@ -29,35 +31,70 @@ function forgetOtherLibtorch(prefixPath) {
   fs.rmSync(buildDir, { recursive: true, force: true });
 }
 
-function main() {
-  let libtorch;
-  try {
-    libtorch = resolveLibtorch({ allowInstall: true, log });
-  } catch (err) {
-    fail(err.message);
-  }
-  log(`libtorch ${libtorch.version} (${libtorch.source}, ${libtorch.libDir}${libtorch.cuda ? ', CUDA' : ''})`);
+// libtorch's CMake config asks the toolkit for the CUDA libraries libtorch_cuda links (nvrtc,
+// cuBLAS, ...). A toolkit with only the compiler and cudart lacks them, while a pip torch carries
+// them in its nvidia-* packages: use those, the very files libtorch loads.
+const TORCH_CUDA_LIBRARIES = ['nvrtc', 'cublas', 'cublasLt', 'cufft', 'curand', 'cusparse', 'cusolver'];
 
+function librariesBesideTorch(toolkit, libtorch) {
+  const toolkitDirs = ['lib64', 'lib', path.join('targets', `${os.arch() === 'arm64' ? 'sbsa' : 'x86_64'}-linux`, 'lib')]
+    .map((dir) => path.join(toolkit, dir));
+  const has = (dirs, name) => dirs.flatMap((dir) => (fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => path.join(dir, f)) : []))
+    .find((file) => new RegExp(`^lib${name}\\.so(\\.\\d+)*$`).test(path.basename(file)));
+  const found = {};
+  for (const name of TORCH_CUDA_LIBRARIES) {
+    if (has(toolkitDirs, name)) continue;
+    const besideTorch = has(prebuilt.runtimeLibraryDirs(libtorch), name);
+    if (besideTorch) found[name] = besideTorch;
+  }
+  return found;
+}
+
+/**
+ * Compiles the addon and the ops library against `libtorch` into `buildDir`/Release (or Debug)
+ * with the given run-time search path, and returns that output folder.
+ */
+function compile({ libtorch, buildDir, runpath }) {
   // The libtorch root too: TorchConfig.cmake finds c10 with a plain find_library, which would
   // otherwise take a system libc10 (Debian's) over the pip torch's own and mix the two.
   const prefixPath = `${libtorch.cmakePrefix};${libtorch.root}`;
-  forgetOtherLibtorch(prefixPath);
+  forgetOtherLibtorch(buildDir, prefixPath);
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-  const jobs = String(Math.max(1, require('os').availableParallelism?.() ?? require('os').cpus().length));
+  const jobs = String(Math.max(1, os.availableParallelism?.() ?? os.cpus().length));
+  const debug = process.env.S2BNN_DEBUG_BUILD === '1';
   const args = [
-    cmakeJs,
-    'compile',
     '--directory', root,
+    '--out', buildDir,
     '--parallel', jobs,
     `--CDCMAKE_PREFIX_PATH=${prefixPath}`,
     `--CDS2BNN_WITH_CUDA=${libtorch.cuda ? 'ON' : 'OFF'}`,
+    `--CDS2BNN_RUNPATH=${runpath}`,
+    `--CDS2BNN_IMAGE_CODECS_OPTIONAL=${process.env.S2BNN_IMAGE_CODECS === 'optional' ? 'ON' : 'OFF'}`,
   ];
-  if (process.env.S2BNN_DEBUG_BUILD === '1') args.push('--debug');
-  const res = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env: process.env });
-  if (res.status !== 0) fail(`cmake-js exited with status ${res.status}`);
+  if (libtorch.cuda) {
+    // libtorch's CMake config looks for the toolkit with the old FindCUDA, which derives the root
+    // from nvcc's location and is lost when nvcc is a wrapper on PATH: name it.
+    const toolkit = cudaToolkitRoot();
+    if (!toolkit) throw new BuildError('a CUDA libtorch needs nvcc (the CUDA toolkit) to build s2bnn: set CUDA_HOME or put nvcc on PATH');
+    args.push(`--CDCUDA_TOOLKIT_ROOT_DIR=${toolkit}`, `--CDCUDAToolkit_ROOT=${toolkit}`,
+      `--CDCMAKE_CUDA_COMPILER=${path.join(toolkit, 'bin', 'nvcc')}`);
+    for (const [name, file] of Object.entries(librariesBesideTorch(toolkit, libtorch))) args.push(`--CDCUDA_${name}_LIBRARY=${file}`);
+    const includeDirs = prebuilt.runtimeLibraryDirs(libtorch).slice(1)
+      .map((dir) => path.join(dir, '..', 'include')).filter((dir) => fs.existsSync(dir));
+    args.push(`--CDS2BNN_LIBRARY_INCLUDE_DIRS=${includeDirs.map((dir) => path.resolve(dir)).join(';')}`);
+  }
+  if (debug) args.push('--debug');
+  // configure, then build: `cmake-js compile` would skip configuring a configured folder (keeping
+  // its old options) and retry a failed build from scratch.
+  for (const step of ['configure', 'build']) {
+    const res = spawnSync(process.execPath, [cmakeJs, step, ...args], { cwd: root, stdio: 'inherit', env: process.env });
+    if (res.status !== 0) throw new BuildError(`cmake-js ${step} exited with status ${res.status}`);
+  }
+  return path.join(buildDir, debug ? 'Debug' : 'Release');
+}
 
-  const outDir = path.join(root, 'build', process.env.S2BNN_DEBUG_BUILD === '1' ? 'Debug' : 'Release');
-  const info = {
+function buildRecord(libtorch, extra) {
+  return {
     libtorchVersion: libtorch.version,
     libtorchSource: libtorch.source,
     libtorchRoot: libtorch.root,
@@ -65,17 +102,49 @@ function main() {
     libtorchIncludeDir: libtorch.includeDir,
     cuda: libtorch.cuda,
     node: process.version,
-    binary: 'source',
     builtAt: new Date().toISOString(),
+    ...extra,
   };
-  fs.writeFileSync(path.join(outDir, 's2bnn-build.json'), `${JSON.stringify(info, null, 2)}\n`);
+}
 
+function buildFromSource(libtorch) {
+  const runpath = ['$ORIGIN', ...prebuilt.runtimeLibraryDirs(libtorch)].join(':');
+  const outDir = compile({ libtorch, buildDir: path.join(root, 'build'), runpath });
+  const record = buildRecord(libtorch, { binary: 'source' });
+  fs.writeFileSync(path.join(outDir, 's2bnn-build.json'), `${JSON.stringify(record, null, 2)}\n`);
   if (!libtorch.cuda) {
     // The CUDA kernels are not linked into a CPU build, but they must keep compiling so a GPU
     // machine finds code that builds.
     const result = checkCudaSources({ log, requireNvcc: false, libtorch });
-    if (!result.ok) fail(result.message);
+    if (!result.ok) throw new BuildError(result.message);
   }
 }
 
-main();
+function main() {
+  try {
+    const libtorch = resolveLibtorch({ allowInstall: true, log });
+    log(`libtorch ${libtorch.version} (${libtorch.source}, ${libtorch.libDir}${libtorch.cuda ? ', CUDA' : ''})`);
+    const fromSource = process.argv.includes('--source') || process.env.S2BNN_BUILD_FROM_SOURCE === '1';
+    const choice = fromSource
+      ? { reason: process.argv.includes('--source') ? 'asked for (--source)' : 'S2BNN_BUILD_FROM_SOURCE=1' }
+      : prebuilt.choose(libtorch, root);
+    if (choice.dir) {
+      const installed = prebuilt.install({ dir: choice.dir, libtorch, outDir: path.join(root, 'build', 'Release'),
+        record: (manifest) => buildRecord(libtorch, { binary: 'prebuilt', prebuilt: manifest.key, builtAgainst: manifest.libtorchVersion }) });
+      if (installed.ok) {
+        log(`installed the prebuilt binary ${installed.key} (no compiler needed)`);
+        return;
+      }
+      choice.reason = installed.reason;
+    }
+    log(`building from source: ${choice.reason}`);
+    buildFromSource(libtorch);
+  } catch (err) {
+    process.stderr.write(`s2bnn: build failed: ${err.message}\n`);
+    process.exit(1);
+  }
+}
+
+module.exports = { compile, buildRecord };
+
+if (require.main === module) main();

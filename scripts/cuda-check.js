@@ -11,6 +11,8 @@ const { spawnSync } = require('child_process');
 const root = path.resolve(__dirname, '..');
 const cudaDir = path.join(root, 'native', 'ops', 'cuda');
 const ARCHS = ['80', '90'];
+// PTX of the newest architecture too, which later GPUs compile at load (as CMakeLists.txt builds).
+const PTX_ARCH = '90';
 
 function findNvcc() {
   const candidates = [process.env.NVCC, 'nvcc', '/usr/local/cuda/bin/nvcc'].filter(Boolean);
@@ -40,7 +42,7 @@ function checkRegistration({ nvcc, libtorch, outDir }) {
   const includes = [includeDir, path.join(includeDir, 'torch', 'csrc', 'api', 'include'), stubDir,
     cudaIncludeDir(nvcc)].filter((dir) => dir !== '/usr/include');
   const args = [
-    '-std=c++17', '-fsyntax-only', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Werror',
+    `-std=${cxxStandard(libtorch.version)}`, '-fsyntax-only', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Werror',
     '-D_GLIBCXX_USE_CXX11_ABI=1',
     ...includes.map((dir) => `-isystem${dir}`),
     path.join(root, 'native', 'ops', 'cuda_register.cpp'),
@@ -52,12 +54,24 @@ function checkRegistration({ nvcc, libtorch, outDir }) {
   return { ok: true, message: 'cuda_register.cpp compiles against the libtorch CUDA headers' };
 }
 
-// The toolkit's include folder. nvcc is often a wrapper script (exec /usr/local/cuda-X/bin/nvcc),
-// so ask nvcc where it really runs from (_HERE_ in its dry-run trace).
-function cudaIncludeDir(nvcc) {
+// As CMakeLists.txt: ATen's headers require C++20 from torch 2.14 on.
+function cxxStandard(version) {
+  const [major, minor] = version.split('.').map(Number);
+  return major > 2 || (major === 2 && minor >= 14) ? 'c++20' : 'c++17';
+}
+
+// The toolkit's root folder. nvcc is often a wrapper script (exec /usr/local/cuda-X/bin/nvcc),
+// so ask nvcc where it really runs from (_HERE_ in its dry-run trace). CUDA_HOME wins.
+function cudaToolkitRoot(nvcc = findNvcc()) {
+  if (process.env.CUDA_HOME) return path.resolve(process.env.CUDA_HOME);
+  if (!nvcc) return null;
   const dryrun = spawnSync(nvcc, ['--dryrun', '-c', 'x.cu'], { encoding: 'utf8' });
   const here = /_HERE_=(\S+)/.exec(`${dryrun.stdout}${dryrun.stderr}`);
-  return here ? path.resolve(here[1], '..', 'include') : '/usr/local/cuda/include';
+  return here ? path.resolve(here[1], '..') : '/usr/local/cuda';
+}
+
+function cudaIncludeDir(nvcc) {
+  return path.join(cudaToolkitRoot(nvcc), 'include');
 }
 
 function checkCudaSources({ log = console.error, requireNvcc = false, libtorch = null } = {}) {
@@ -77,12 +91,13 @@ function checkCudaSources({ log = console.error, requireNvcc = false, libtorch =
         '-o', path.join(outDir, `${source}.o`),
         '-std=c++17', '-O3', '-Xcompiler', '-fPIC',
         ...ARCHS.flatMap((a) => ['-gencode', `arch=compute_${a},code=sm_${a}`]),
+        '-gencode', `arch=compute_${PTX_ARCH},code=compute_${PTX_ARCH}`,
       ];
       const res = spawnSync(nvcc, args, { encoding: 'utf8' });
       if (res.status !== 0) {
         return { ok: false, message: `nvcc failed on ${source}:\n${res.stdout}${res.stderr}` };
       }
-      log(`nvcc: ${source} compiles for sm_${ARCHS.join(', sm_')}`);
+      log(`nvcc: ${source} compiles for sm_${ARCHS.join(', sm_')} and compute_${PTX_ARCH} PTX`);
     }
     if (libtorch) {
       const registration = checkRegistration({ nvcc, libtorch, outDir });
@@ -95,7 +110,7 @@ function checkCudaSources({ log = console.error, requireNvcc = false, libtorch =
   }
 }
 
-module.exports = { checkCudaSources, findNvcc };
+module.exports = { checkCudaSources, findNvcc, cudaToolkitRoot };
 
 if (require.main === module) {
   const { resolveLibtorch } = require('./libtorch');

@@ -7,12 +7,15 @@
 #include <cmath>
 #include <sstream>
 
+#include "../data/decode.h"
+#include "../dist/backends.h"
 #include "../ops/ops.h"
 #include "../ops/packed_forward.h"
 #include "common.h"
 
 #if defined(S2BNN_WITH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAFunctions.h>
 #endif
 
 namespace s2bnn::binding {
@@ -280,6 +283,14 @@ Napi::Value cuda_device_count(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// Waits for the GPU's queued work: a benchmark's clock must not stop at a kernel launch.
+Napi::Value cuda_synchronize(const Napi::CallbackInfo& info) {
+#if defined(S2BNN_WITH_CUDA)
+  if (at::globalContext().hasCUDA() && at::cuda::device_count() > 0) c10::cuda::device_synchronize();
+#endif
+  return info.Env().Undefined();
+}
+
 Napi::Value parallel_info(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), at::get_parallel_info());
 }
@@ -297,6 +308,7 @@ void init_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("setCpuCacheLimit", Napi::Function::New(env, set_cpu_cache_limit));
   exports.Set("emptyCache", Napi::Function::New(env, empty_cache));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, cuda_device_count));
+  exports.Set("cudaSynchronize", Napi::Function::New(env, cuda_synchronize));
   exports.Set("parallelInfo", Napi::Function::New(env, parallel_info));
   Napi::Object build = Napi::Object::New(env);
   build.Set("libtorchVersion", Napi::String::New(env, TORCH_VERSION));
@@ -304,9 +316,15 @@ void init_runtime(Napi::Env env, Napi::Object exports) {
   build.Set("cxx11Abi", Napi::Boolean::New(env, _GLIBCXX_USE_CXX11_ABI == 1));
 #if defined(S2BNN_WITH_CUDA)
   build.Set("cuda", Napi::Boolean::New(env, true));
+  build.Set("cudaVersion", Napi::String::New(env, std::to_string(CUDART_VERSION / 1000) + "." +
+                                                     std::to_string(CUDART_VERSION % 1000 / 10)));
 #else
   build.Set("cuda", Napi::Boolean::New(env, false));
+  build.Set("cudaVersion", env.Null());
 #endif
+  const std::string nccl = s2bnn::dist::nccl_version();
+  build.Set("nccl", nccl.empty() ? env.Null() : Napi::String::New(env, nccl));
+  build.Set("imageCodecs", Napi::Boolean::New(env, s2bnn::data::image_codecs_available()));
   exports.Set("build", build);
 }
 

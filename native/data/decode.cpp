@@ -416,4 +416,6 @@ std::vector<Image> decode_image_planned(const uint8_t* data, size_t size, int64_
   return out;
 }
 
+bool image_codecs_available() { return true; }
+
 }  // namespace s2bnn::data

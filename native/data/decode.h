@@ -32,4 +32,7 @@ Image decode_jpeg(const uint8_t* data, size_t size, int64_t channels, const std:
 // out as 1 channel (the transforms replicate or keep it), everything else as RGB.
 Image decode_png(const uint8_t* data, size_t size, int64_t channels, const std::string& name);
 
+// False in a build without libjpeg-turbo and libpng (decode_unavailable.cpp), whose decoders throw.
+bool image_codecs_available();
+
 }  // namespace s2bnn::data
