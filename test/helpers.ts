@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { Tensor, tensor, tidy } from '../lib';
+import { Tensor, cudaDeviceCount, native, tensor, tidy } from '../lib';
 
 export const repoRoot = path.resolve(__dirname, '..');
 
@@ -32,6 +32,17 @@ export function pythonWithTorch(): { python: string | null; reason: string } {
     throw new Error(`S2BNN_REQUIRE_PYTHON_TORCH=1 but ${reason}`);
   }
   return { python: null, reason };
+}
+
+/**
+ * CUDA devices for the CUDA suites, or why they skip (no device, or a CPU-only build). With
+ * S2BNN_REQUIRE_CUDA=1 (the GPU check sets it) a suite that would skip fails instead.
+ */
+export function cudaSuite(): { devices: number; reason: string } {
+  const devices = cudaDeviceCount();
+  const reason = native().build.cuda ? 'no CUDA device visible' : 'this build of s2bnn uses a CPU-only libtorch';
+  if (devices === 0 && process.env.S2BNN_REQUIRE_CUDA === '1') throw new Error(`S2BNN_REQUIRE_CUDA=1 but ${reason}`);
+  return { devices, reason };
 }
 
 export function runPython(python: string, args: string[], input?: string): string {

@@ -5,9 +5,11 @@
 //   packed  bconv2d_packed on packed input and weights (the kernel only, int32 accumulators)
 //   layer   pack_signs(x + bias) + bconv2d_packed with the fused scale/shift epilogue: what a
 //           binary conv layer costs at inference
-// Each: the median of `repeats` runs (and the minimum, for noisy shared machines).
+// Each: the median of `repeats` runs (and the minimum, for noisy shared machines). On a GPU
+// (`device: 'cuda'`) the same three against cuDNN's float32 convolution, each run ended by a
+// device sync.
 import { ops, reference } from '../ops';
-import { Tensor, getNumThreads, manualSeed, noGrad, randn, setNumThreads } from '../tensor';
+import { Tensor, cudaSynchronize, getNumThreads, manualSeed, noGrad, randn, setNumThreads } from '../tensor';
 import { median } from './timing';
 
 export interface BconvShape {
@@ -28,7 +30,9 @@ export interface BconvFigure {
   stride: number;
   count: number;
   threads: number;
-  /** The CPU kernel bconv2d_packed ran. */
+  device: 'cpu' | 'cuda';
+  batch: number;
+  /** The kernel bconv2d_packed ran ('cuda' on a GPU). */
   bconvKernel: string;
   floatMs: number;
   /** Which float layout was faster (the figure kept). */
@@ -75,8 +79,12 @@ export interface BconvBenchOptions {
   repeats?: number;
   /** Only these shapes (default: all of reactnetBconvShapes()). */
   shapes?: BconvShape[];
-  /** A CPU kernel by name (default: the dispatched one). */
+  /** A CPU kernel by name (default: the dispatched one; on CUDA always the CUDA kernel). */
   kernel?: string;
+  /** Where to run (default 'cpu'). */
+  device?: 'cpu' | 'cuda';
+  /** Images per convolution (default 1, the deployment case). */
+  batch?: number;
   onFigure?: (figure: BconvFigure) => void;
 }
 
@@ -84,13 +92,16 @@ function shapeName(s: BconvShape): string {
   return `${s.channels}x${s.size}x${s.size}->${s.outChannels} k${s.kernel}s${s.stride}`;
 }
 
-// `repeats` timed runs after one warm-up (allocations, oneDNN primitive creation): median and min.
-function time(run: () => void, repeats: number): { median: number; min: number } {
+// `repeats` timed runs after one warm-up (allocations, oneDNN primitive creation, cuDNN algorithm
+// choice): median and min. `sync` waits for a GPU's queued work inside the timed region.
+function time(run: () => void, repeats: number, sync: () => void): { median: number; min: number } {
   run();
+  sync();
   const samples: number[] = [];
   for (let i = 0; i < repeats; i++) {
     const t0 = process.hrtime.bigint();
     run();
+    sync();
     samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   return { median: median(samples), min: Math.min(...samples) };
@@ -98,20 +109,31 @@ function time(run: () => void, repeats: number): { median: number; min: number }
 
 export function benchBconv(options: BconvBenchOptions = {}): BconvFigure[] {
   const original = getNumThreads();
-  const threadCounts = options.threads ?? [...new Set([1, original])];
+  const device = options.device ?? 'cpu';
+  const batch = options.batch ?? 1;
+  const onGpu = device === 'cuda';
+  // A GPU's figures do not depend on the host's threads: one count.
+  const threadCounts = onGpu ? [original] : options.threads ?? [...new Set([1, original])];
   const repeats = options.repeats ?? 20;
   const shapes = options.shapes ?? reactnetBconvShapes();
-  const kernelName = options.kernel ?? ops.bconv2dPackedKernels()[0];
+  const kernelName = onGpu ? 'cuda' : options.kernel ?? ops.bconv2dPackedKernels()[0];
+  const sync = onGpu ? cudaSynchronize : () => undefined;
+  const onDevice = (t: Tensor) => {
+    if (!onGpu) return t;
+    const moved = t.to({ device: 'cuda' });
+    t.dispose();
+    return moved;
+  };
   const figures: BconvFigure[] = [];
   manualSeed(0);
   try {
     noGrad(() => {
       for (const s of shapes) {
-        const x = randn([1, s.channels, s.size, s.size]);
-        const w = randn([s.outChannels, s.channels, s.kernel, s.kernel]);
-        const bias = randn([s.channels]);
-        const scale = randn([s.outChannels]);
-        const shift = randn([s.outChannels]);
+        const x = onDevice(randn([batch, s.channels, s.size, s.size]));
+        const w = onDevice(randn([s.outChannels, s.channels, s.kernel, s.kernel]));
+        const bias = onDevice(randn([s.channels]));
+        const scale = onDevice(randn([s.outChannels]));
+        const shift = onDevice(randn([s.outChannels]));
         const xs = x.sign();
         const ws = w.sign();
         // channels_last view of the same data: NHWC memory, logical NCHW.
@@ -121,17 +143,17 @@ export function benchBconv(options: BconvBenchOptions = {}): BconvFigure[] {
         const pw = ops.packWeights(w);
         const padding = s.kernel === 3 ? 1 : 0;
         const conv = { binarizeInput: false, binarizeWeight: false, stride: s.stride, padding };
-        const packedArgs = { channels: s.channels, stride: s.stride, padding, kernel: kernelName };
+        const packedArgs = { channels: s.channels, stride: s.stride, padding, kernel: onGpu ? undefined : kernelName };
         for (const threads of threadCounts) {
           setNumThreads(threads);
-          const floatNchw = time(() => reference.binaryConv2d(xs, ws, conv).dispose(), repeats);
-          const floatLast = time(() => reference.binaryConv2d(xsLast, ws, conv).dispose(), repeats);
-          const packed = time(() => ops.bconv2dPacked(px, pw, packedArgs).dispose(), repeats);
+          const floatNchw = time(() => reference.binaryConv2d(xs, ws, conv).dispose(), repeats, sync);
+          const floatLast = time(() => reference.binaryConv2d(xsLast, ws, conv).dispose(), repeats, sync);
+          const packed = time(() => ops.bconv2dPacked(px, pw, packedArgs).dispose(), repeats, sync);
           const layer = time(() => {
             const p = ops.packSigns(xLast, bias);
             ops.bconv2dPacked(p, pw, { ...packedArgs, scale, shift }).dispose();
             p.dispose();
-          }, repeats);
+          }, repeats, sync);
           const floatMs = Math.min(floatNchw.median, floatLast.median);
           const figure: BconvFigure = {
             shape: shapeName(s),
@@ -139,6 +161,8 @@ export function benchBconv(options: BconvBenchOptions = {}): BconvFigure[] {
             stride: s.stride,
             count: s.count,
             threads,
+            device,
+            batch,
             bconvKernel: kernelName,
             floatMs,
             floatLayout: floatNchw.median <= floatLast.median ? 'nchw' : 'channels_last',

@@ -9,7 +9,8 @@ import { spawnSync } from 'child_process';
 import { BconvFigure, benchBconv, formatBconvTable, reactnetBconvShapes } from '../bench/bconv';
 import { PackedModelBench, PackedModelFigure, benchPackedModel, formatPackedModelTable } from '../bench/deploy';
 import { ops } from '../ops';
-import { getNumThreads } from '../tensor';
+import { cudaDeviceCount, getNumThreads } from '../tensor';
+import { native } from '../native';
 import { UsageError, optionalString, parseFlags, positiveInteger } from './flags';
 
 export const BENCH_BCONV_USAGE = `  bench-bconv [options]         packed (xnor-popcount) binary conv vs float32 conv (oneDNN) on
@@ -21,6 +22,9 @@ export const BENCH_BCONV_USAGE = `  bench-bconv [options]         packed (xnor-p
       --in-process              measure only at --threads, in this process (no child per count)
       --no-model                skip the whole-network figure (packed ReActNet-A vs float32, file sizes)
       --model-only              only the whole-network figure
+      --device cpu|cuda         cuda: the CUDA kernels against cuDNN's float32 conv on the same GPU
+                                (the layers only, in this process; default cpu)
+      --batch N                 images per convolution (default 1)
       --json                    one JSON line per figure instead of the table`;
 
 function childLines<T>(threads: number, args: string[]): T[] {
@@ -43,10 +47,25 @@ function childLines<T>(threads: number, args: string[]): T[] {
 export async function benchBconvCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     threads: 'number', repeats: 'number', quick: 'boolean', kernel: 'string', json: 'boolean', 'in-process': 'boolean',
-    'no-model': 'boolean', 'model-only': 'boolean',
+    'no-model': 'boolean', 'model-only': 'boolean', device: 'string', batch: 'number',
   });
   const threads = positiveInteger(flags, 'threads') ?? getNumThreads();
   const repeats = positiveInteger(flags, 'repeats');
+  const batch = positiveInteger(flags, 'batch');
+  const device = optionalString(flags, 'device') ?? 'cpu';
+  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda; got '${device}'`);
+  if (device === 'cuda') {
+    if (cudaDeviceCount() === 0) {
+      throw new UsageError(native().build.cuda ? '--device cuda: no CUDA device is visible' : '--device cuda: this build of s2bnn uses a CPU-only libtorch');
+    }
+    const all = reactnetBconvShapes();
+    const shapes = flags.quick
+      ? [all.find((s) => s.kernel === 3 && s.channels === 256)!, all.find((s) => s.kernel === 1 && s.channels === 256)!]
+      : all;
+    const figures = benchBconv({ device: 'cuda', batch, repeats, shapes, onFigure: (f) => flags.json && process.stdout.write(`${JSON.stringify(f)}\n`) });
+    if (!flags.json) process.stdout.write(`CUDA, batch ${batch ?? 1}, medians of ${repeats ?? 20} runs (baseline: cuDNN float32 conv of the same +-1 data):\n\n${formatBconvTable(figures)}\n`);
+    return;
+  }
   const kernel = optionalString(flags, 'kernel');
   const available = ops.bconv2dPackedKernels();
   if (kernel !== undefined && !available.includes(kernel)) {
@@ -71,7 +90,7 @@ export async function benchBconvCommand(args: string[]): Promise<void> {
     const shapes = flags.quick
       ? [all.find((s) => s.kernel === 3 && s.channels === 256)!, all.find((s) => s.kernel === 1 && s.channels === 256)!]
       : all;
-    figures = benchBconv({ threads: [threads], repeats, shapes, kernel, onFigure: print });
+    figures = benchBconv({ threads: [threads], repeats, shapes, kernel, batch, onFigure: print });
   } else {
     if (!json) {
       process.stderr.write(
@@ -83,6 +102,7 @@ export async function benchBconvCommand(args: string[]): Promise<void> {
       ...(flags.quick ? ['--quick'] : []),
       ...(repeats !== undefined ? ['--repeats', String(repeats)] : []),
       ...(kernel !== undefined ? ['--kernel', kernel] : []),
+      ...(batch !== undefined ? ['--batch', String(batch)] : []),
     ];
     figures = [];
     for (const t of [...new Set([1, threads])]) {

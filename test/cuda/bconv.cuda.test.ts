@@ -2,10 +2,10 @@
 // reference kernel, which test/bconv.test.ts ties to the float convolution exactly. Runs only
 // where a CUDA build of s2bnn sees a device; elsewhere the suite is skipped with the reason.
 // On a lent GPU: `npm run build && npx jest test/cuda/bconv.cuda.test.ts`.
-import { Tensor, cudaDeviceCount, native, ops, randn, tidy } from '../../lib';
+import { Tensor, ops, randn, tidy } from '../../lib';
+import { cudaSuite } from '../helpers';
 
-const devices = cudaDeviceCount();
-const reason = native().build.cuda ? 'no CUDA device visible' : 'this build of s2bnn uses a CPU-only libtorch';
+const { devices, reason } = cudaSuite();
 
 function same(a: Tensor, b: Tensor): boolean {
   const x = a.toTypedArray(), y = b.toTypedArray();

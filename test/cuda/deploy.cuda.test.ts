@@ -1,10 +1,9 @@
 // The packed ReActNet-A on a GPU against the same packed model on the CPU (which test/deploy.test.ts
 // ties to the float network). Runs only where a CUDA build of s2bnn sees a device.
-import { PackedModel, Tensor, cudaDeviceCount, manualSeed, native, randn, reactnetA, tidy } from '../../lib';
-import { relativeError, values } from '../helpers';
+import { PackedModel, Tensor, manualSeed, randn, reactnetA, tidy } from '../../lib';
+import { cudaSuite, relativeError, values } from '../helpers';
 
-const devices = cudaDeviceCount();
-const reason = native().build.cuda ? 'no CUDA device visible' : 'this build of s2bnn uses a CPU-only libtorch';
+const { devices, reason } = cudaSuite();
 
 (devices > 0 ? describe : describe.skip)(`packed ReActNet-A on CUDA${devices > 0 ? '' : ` (skipped: ${reason})`}`, () => {
   test.each([

@@ -1,13 +1,10 @@
 // The CUDA kernels against the CPU kernels (which the other suites tie to the Python reference).
 // Runs only where a CUDA build of s2bnn sees a device; elsewhere the suite is skipped with the
 // reason. On a lent GPU: `bash .gpu/run.sh 'npm run build && npx jest test/cuda'`.
-import { Tensor, cudaDeviceCount, manualSeed, native, ops, rand, randn } from '../../lib';
-import { relativeError, values } from '../helpers';
+import { Tensor, manualSeed, ops, rand, randn } from '../../lib';
+import { cudaSuite, relativeError, values } from '../helpers';
 
-const devices = cudaDeviceCount();
-const reason = native().build.cuda
-  ? 'no CUDA device visible'
-  : 'this build of s2bnn uses a CPU-only libtorch';
+const { devices, reason } = cudaSuite();
 
 type Run = (device: 'cpu' | 'cuda', dtype: 'float32' | 'float16' | 'bfloat16') => Tensor[];
 
