@@ -10,7 +10,7 @@ import { NativeLoadError, native, readBuildInfo, opsLibraryPath } from './native
 import { PRECISIONS } from './train/trainer';
 import { getNumThreads, setNumThreads } from './tensor';
 import { BENCH_DATA_USAGE, benchDataCommand } from './cli/bench-data';
-import { Flags, UsageError, choice, parseFlags, positiveInteger } from './cli/flags';
+import { UsageError, choice, deviceFlag, parseFlags, positiveInteger } from './cli/flags';
 import { DEPLOY_USAGE, exportCommand, inferCommand } from './cli/deploy';
 import { BENCH_BCONV_USAGE, benchBconvCommand } from './cli/bench';
 import { REPRODUCE_USAGE, TRAIN_USAGE, evalCommand, finetuneCommand, knnCommand, linclsCommand, pretrainCommand, reproduceCommand } from './cli/train';
@@ -199,7 +199,7 @@ async function benchStepCommand(args: string[]): Promise<void> {
   }
   const teacherArch = (flags['teacher-arch'] as string | undefined) ?? 'resnet50';
   if (!['resnet18', 'resnet34', 'resnet50'].includes(teacherArch)) throw new UsageError(`--teacher-arch must be resnet18, resnet34 or resnet50, got '${teacherArch}'`);
-  const device = parseDevice(flags);
+  const device = deviceFlag(flags);
   const batch = positiveInteger(flags, 'batch-size');
   const size = positiveInteger(flags, 'size');
   const shapes = batch !== undefined || size !== undefined ? [[batch ?? 8, size ?? 224]] : [[8, 224], [32, 64]];
@@ -221,14 +221,6 @@ async function benchStepCommand(args: string[]): Promise<void> {
   if (!json) process.stdout.write(`${formatStepTable(figures)}\n${flags.phases ? `${formatPhaseTable(figures)}\n` : ''}`);
 }
 
-function parseDevice(flags: Flags): 'cpu' | 'cuda' {
-  const device = (flags.device as string | undefined) ?? 'cpu';
-  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got '${device}'`);
-  if (device === 'cuda' && native().cudaDeviceCount() === 0) {
-    throw new UsageError(native().build.cuda ? '--device cuda: no CUDA device is visible' : '--device cuda: this s2bnn build has no CUDA (it was built against a CPU libtorch)');
-  }
-  return device;
-}
 
 // A command returns its exit code when it is not 0 (a run stopped by a signal: 130 / 143).
 const COMMANDS: Record<string, (args: string[]) => void | number | Promise<void | number>> = {

@@ -9,9 +9,8 @@ import { spawnSync } from 'child_process';
 import { BconvFigure, benchBconv, formatBconvTable, reactnetBconvShapes } from '../bench/bconv';
 import { PackedModelBench, PackedModelFigure, benchPackedModel, formatPackedModelTable } from '../bench/deploy';
 import { ops } from '../ops';
-import { cudaDeviceCount, getNumThreads } from '../tensor';
-import { native } from '../native';
-import { UsageError, optionalString, parseFlags, positiveInteger } from './flags';
+import { getNumThreads } from '../tensor';
+import { UsageError, deviceFlag, optionalString, parseFlags, positiveInteger } from './flags';
 
 export const BENCH_BCONV_USAGE = `  bench-bconv [options]         packed (xnor-popcount) binary conv vs float32 conv (oneDNN) on
                                 every ReActNet-A binary conv shape at 224 px, batch 1
@@ -52,12 +51,7 @@ export async function benchBconvCommand(args: string[]): Promise<void> {
   const threads = positiveInteger(flags, 'threads') ?? getNumThreads();
   const repeats = positiveInteger(flags, 'repeats');
   const batch = positiveInteger(flags, 'batch');
-  const device = optionalString(flags, 'device') ?? 'cpu';
-  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda; got '${device}'`);
-  if (device === 'cuda') {
-    if (cudaDeviceCount() === 0) {
-      throw new UsageError(native().build.cuda ? '--device cuda: no CUDA device is visible' : '--device cuda: this build of s2bnn uses a CPU-only libtorch');
-    }
+  if (deviceFlag(flags) === 'cuda') {
     const all = reactnetBconvShapes();
     const shapes = flags.quick
       ? [all.find((s) => s.kernel === 3 && s.channels === 256)!, all.find((s) => s.kernel === 1 && s.channels === 256)!]

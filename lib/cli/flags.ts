@@ -1,6 +1,8 @@
 // Command-line flags: `--name value`, `--name=value`, booleans, positional arguments; every
 // mistake is a UsageError whose message names the flag (the CLI prints it as one line, exit 2).
 
+import { native } from '../native';
+
 export class UsageError extends Error {}
 
 // 'boolean-or-string': `--name` alone (true) or `--name VALUE` (a value not starting with '--').
@@ -71,4 +73,13 @@ export function choice<T extends string>(flags: Flags, name: string, choices: re
   const value = flags[name] === undefined ? fallback : String(flags[name]);
   if (!choices.includes(value as T)) throw new UsageError(`--${name} must be ${choices.join(', ')}; got '${value}'`);
   return value as T;
+}
+
+/** `--device cpu|cuda` (default cpu); cuda only where this build sees a device, else why not. */
+export function deviceFlag(flags: Flags): 'cpu' | 'cuda' {
+  const value = choice(flags, 'device', ['cpu', 'cuda'] as const, 'cpu');
+  if (value === 'cuda' && native().cudaDeviceCount() === 0) {
+    throw new UsageError(native().build.cuda ? '--device cuda: no CUDA device is visible' : '--device cuda: this s2bnn build has no CUDA (built against a CPU libtorch)');
+  }
+  return value;
 }

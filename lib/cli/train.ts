@@ -15,9 +15,8 @@ import { PRECISIONS } from '../train/trainer';
 import { PRESETS, REPRODUCE_ROWS, ReproduceRow, StudentChanges, TeacherChanges, formatReproduceTable, reproduce } from '../train/reproduce';
 import { SCHEDULES } from '../train/schedule';
 import { classifierFor, encoderSpec, headClasses, readCheckpoint } from '../train/specs';
-import { native } from '../native';
 import { Tensor, manualSeed, setNumThreads } from '../tensor';
-import { Flags, FlagKind, UsageError, choice, optionalNumber, optionalString, parseFlags, positiveInteger } from './flags';
+import { Flags, FlagKind, UsageError, choice, deviceFlag, optionalNumber, optionalString, parseFlags, positiveInteger } from './flags';
 import { EvaluationData, OpenedData, loader, openData } from './data';
 
 export const TRAIN_USAGE = `  pretrain [options]            self-supervised pre-training (docs/method.md recipes)
@@ -63,13 +62,7 @@ export const COMMON: Record<string, FlagKind> = {
   threads: 'number', size: 'number',
 };
 
-export function device(flags: Flags): 'cpu' | 'cuda' {
-  const value = choice(flags, 'device', ['cpu', 'cuda'] as const, 'cpu');
-  if (value === 'cuda' && native().cudaDeviceCount() === 0) {
-    throw new UsageError(native().build.cuda ? '--device cuda: no CUDA device is visible' : '--device cuda: this s2bnn build has no CUDA (built against a CPU libtorch)');
-  }
-  return value;
-}
+export const device = deviceFlag;
 
 // Every training command opens its data first: the place to apply the shared --threads too.
 export async function data(flags: Flags): Promise<OpenedData>;
