@@ -72,6 +72,7 @@ function info(args: string[]): void {
     cxx11Abi: api.build.cxx11Abi,
     binary: build?.binary ?? 'source',
     prebuilt: build?.prebuilt ?? null,
+    sourceReason: build?.sourceReason ?? null,
     cudaDevices: api.cudaDeviceCount(),
     threads: getNumThreads(),
     cores: os.availableParallelism?.() ?? os.cpus().length,

@@ -127,6 +127,8 @@ export interface BuildInfo {
   prebuilt?: string;
   /** The exact libtorch a prebuilt binary was compiled against (same major.minor as libtorchVersion). */
   builtAgainst?: string;
+  /** Why a source build was not a prebuilt binary (npm 7+ hides the install's own output). */
+  sourceReason?: string;
   builtAt: string;
 }
 

@@ -107,10 +107,10 @@ function buildRecord(libtorch, extra) {
   };
 }
 
-function buildFromSource(libtorch) {
+function buildFromSource(libtorch, reason) {
   const runpath = ['$ORIGIN', ...prebuilt.runtimeLibraryDirs(libtorch)].join(':');
   const outDir = compile({ libtorch, buildDir: path.join(root, 'build'), runpath });
-  const record = buildRecord(libtorch, { binary: 'source' });
+  const record = buildRecord(libtorch, { binary: 'source', sourceReason: reason });
   fs.writeFileSync(path.join(outDir, 's2bnn-build.json'), `${JSON.stringify(record, null, 2)}\n`);
   if (!libtorch.cuda) {
     // The CUDA kernels are not linked into a CPU build, but they must keep compiling so a GPU
@@ -138,7 +138,7 @@ function main() {
       choice.reason = installed.reason;
     }
     log(`building from source: ${choice.reason}`);
-    buildFromSource(libtorch);
+    buildFromSource(libtorch, choice.reason);
   } catch (err) {
     process.stderr.write(`s2bnn: build failed: ${err.message}\n`);
     process.exit(1);

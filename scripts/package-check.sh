@@ -57,7 +57,7 @@ install_once() {  # TARGET MODE(prebuilt|source)
     [ "$mode" = source ] && export S2BNN_BUILD_FROM_SOURCE=1
     echo '{"name":"s2bnn-package-check","private":true}' > package.json
     local started=$(date +%s%N)
-    npm install --no-audit --no-fund --loglevel=error "$package" > install.log 2>&1 || { cat install.log >&2; exit 1; }
+    npm install --foreground-scripts --no-audit --no-fund --loglevel=error "$package" > install.log 2>&1 || { cat install.log >&2; exit 1; }
     local millis=$(( ($(date +%s%N) - started) / 1000000 ))
     grep -h "^s2bnn:" install.log | sed 's/^/  /' >&2 || true
     local result
