@@ -11,6 +11,7 @@
 #   6. NCCL: the version libtorch's ProcessGroupNCCL links (a one-GPU job once `s2bnn launch` exists)
 # It writes everything to $OUT (or .gpu/report/): gpu-report.json (the summary), each step's log
 # and figures. It does not stop at a failed step; the report says which failed.
+# S2BNN_GPU_BUILD_LIMIT (seconds, default 330) lets a rehearsal on a small CPU machine build.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -55,12 +56,13 @@ if [ ! -f .gpu/bundle/node.tar.xz ]; then
   exit 2
 fi
 export PATH="$repo/.gpu/node:$PATH"
-step unpack 120 unpack
-step machine 60 machine
+export -f unpack machine  # `timeout` runs programs, not shell functions
+step unpack 120 bash -c unpack
+step machine 60 bash -c machine
 # The first python3 is the research venv: the resolver builds against its torch and the
 # benchmarks run their PyTorch baselines with it.
 export S2BNN_PYTHON=${S2BNN_PYTHON:-$(command -v python3)}
-S2BNN_IMAGE_CODECS=optional step build 330 node scripts/build.js --source &&
+S2BNN_IMAGE_CODECS=optional step build "${S2BNN_GPU_BUILD_LIMIT:-330}" node scripts/build.js --source &&
   step info 60 node dist/cli.js info --json
 S2BNN_REQUIRE_CUDA=1 S2BNN_REQUIRE_CUDA_BUILD=1 step tests 150 \
   node node_modules/jest/bin/jest.js test/cuda test/cuda-build.test.ts --json --outputFile="$out/tests.json"
