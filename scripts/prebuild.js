@@ -6,6 +6,7 @@
 //   npm run build:prebuilt -- --all
 //   npm run build:prebuilt -- --variant linux-x64-torch2.13-cpu-cxx11
 //   npm run build:prebuilt -- --list
+//   npm run build:prebuilt -- --verify     (npm pack runs it: prebuilds/ must match the sources)
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -64,6 +65,7 @@ function buildVariant(row) {
     ...facts,
     libtorchVersion: libtorch.version,
     libtorchFrom: row.libtorch.system || `pip ${row.libtorch.requirement}`,
+    sourceHash: prebuilt.sourceHash(root),
     s2bnnVersion: require(path.join(root, 'package.json')).version,
     builtOn: { os: osName(), glibc: process.report?.getReport().header.glibcVersionRuntime ?? null },
     builtAt: new Date().toISOString(),
@@ -76,6 +78,15 @@ function buildVariant(row) {
 function main() {
   const args = process.argv.slice(2);
   const keys = prebuilt.VARIANTS.map(keyOfRow);
+  if (args.includes('--verify')) {
+    const stale = prebuilt.staleBuilds(root);
+    if (stale.length > 0) {
+      throw new Error(`prebuilds/ does not match the sources; rebuild with \`npm run build:prebuilt -- --all\`:\n  ${stale.join('\n  ')}`);
+    }
+    const count = fs.existsSync(path.join(root, 'prebuilds')) ? fs.readdirSync(path.join(root, 'prebuilds')).length : 0;
+    log(count === 0 ? 'no prebuilt binaries: the package will build from source on install' : `${count} prebuilt binaries match the sources`);
+    return;
+  }
   if (args.includes('--list') || args.length === 0) {
     for (const [i, row] of prebuilt.VARIANTS.entries()) {
       process.stdout.write(`${keys[i]}  ${row.libtorch.system || `pip ${row.libtorch.requirement} in ${row.libtorch.venv}`}\n`);

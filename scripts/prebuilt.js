@@ -1,10 +1,11 @@
 'use strict';
 // Prebuilt binaries. The package carries one build of the addon and the ops library per row of
-// VARIANTS (made by `npm run prebuild`, scripts/prebuild.js) under prebuilds/<key>/. At install
+// VARIANTS (made by `npm run build:prebuilt`, scripts/prebuild.js) under prebuilds/<key>/. At install
 // the libtorch found decides the key (torch major.minor, CUDA major, C++ ABI); a matching build is
 // copied to build/Release, its library search path filled in for that libtorch, and test-loaded
 // before it is accepted. See docs/libtorch.md.
 
+const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
@@ -140,6 +141,37 @@ function install({ dir, libtorch, outDir, record }) {
   return { ok: true, key: manifest.key };
 }
 
+// What a binary is built from: native/ and CMakeLists.txt. A manifest keeps this hash, so a
+// package cannot ship binaries of other sources (`npm pack` checks, scripts/prebuild.js --verify).
+function sourceHash(packageRoot) {
+  const files = [];
+  const walk = (dir) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.isFile()) files.push(full);
+    }
+  };
+  walk(path.join(packageRoot, 'native'));
+  files.push(path.join(packageRoot, 'CMakeLists.txt'));
+  const hash = crypto.createHash('sha256');
+  for (const file of files.map((f) => path.relative(packageRoot, f)).sort()) {
+    hash.update(`${file}\0`);
+    hash.update(fs.readFileSync(path.join(packageRoot, file)));
+    hash.update('\0');
+  }
+  return hash.digest('hex');
+}
+
+/** The prebuilt binaries whose sources differ from these, each with why ([] when all match). */
+function staleBuilds(packageRoot) {
+  const current = sourceHash(packageRoot);
+  return readManifests(packageRoot).flatMap(({ manifest }) => {
+    if (!manifest.sourceHash) return [`${manifest.key}: its manifest records no source hash`];
+    return manifest.sourceHash === current ? [] : [`${manifest.key}: built from other sources than native/ and CMakeLists.txt now hold`];
+  });
+}
+
 module.exports = {
   VARIANTS,
   PREBUILT_RUNPATH,
@@ -151,4 +183,6 @@ module.exports = {
   describeKey,
   choose,
   install,
+  sourceHash,
+  staleBuilds,
 };

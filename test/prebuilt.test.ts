@@ -159,3 +159,36 @@ describe('installing a prebuilt binary', () => {
     expect(() => elf.replaceSearchPath(file, prebuilt.SEARCH_PATH_MARKER, `/${'x'.repeat(5000)}`)).toThrow(/search path \(5001 bytes\) does not fit the \d+ bytes reserved/);
   });
 });
+
+describe('packing', () => {
+  function sources(): string {
+    const root = fs.mkdtempSync(path.join(tmp, 'sources-'));
+    fs.mkdirSync(path.join(root, 'native', 'ops'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'native', 'ops', 'a.cpp'), 'int a() { return 1; }\n');
+    fs.writeFileSync(path.join(root, 'CMakeLists.txt'), 'project(x)\n');
+    return root;
+  }
+  function manifest(root: string, key: string, sourceHash?: string) {
+    fs.mkdirSync(path.join(root, 'prebuilds', key), { recursive: true });
+    fs.writeFileSync(path.join(root, 'prebuilds', key, 'manifest.json'), JSON.stringify({ key, sourceHash }));
+  }
+
+  test('prebuilt binaries of the current sources pass; a changed source or no hash names the build', () => {
+    const root = sources();
+    manifest(root, 'fresh', prebuilt.sourceHash(root));
+    manifest(root, 'unhashed');
+    expect(prebuilt.staleBuilds(root)).toEqual(['unhashed: its manifest records no source hash']);
+    fs.writeFileSync(path.join(root, 'native', 'ops', 'a.cpp'), 'int a() { return 2; }\n');
+    expect(prebuilt.staleBuilds(root)).toEqual([
+      'fresh: built from other sources than native/ and CMakeLists.txt now hold',
+      'unhashed: its manifest records no source hash',
+    ]);
+  });
+
+  test('the hash covers file names too', () => {
+    const root = sources();
+    const before = prebuilt.sourceHash(root);
+    fs.renameSync(path.join(root, 'native', 'ops', 'a.cpp'), path.join(root, 'native', 'ops', 'b.cpp'));
+    expect(prebuilt.sourceHash(root)).not.toBe(before);
+  });
+});
