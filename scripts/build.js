@@ -6,7 +6,8 @@
 // Either way it records what the addon was built against (build/Release/s2bnn-build.json, read by
 // the runtime loader). A CPU build also compiles the CUDA kernels with nvcc, as a check.
 //   node scripts/build.js            install: prebuilt if one fits, else from source
-//   node scripts/build.js --source   always from source (as S2BNN_BUILD_FROM_SOURCE=1)
+//   node scripts/build.js --source   always from source (as S2BNN_BUILD_FROM_SOURCE=1 or a debug
+//                                    build, S2BNN_DEBUG_BUILD=1)
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -124,10 +125,10 @@ function main() {
   try {
     const libtorch = resolveLibtorch({ allowInstall: true, log });
     log(`libtorch ${libtorch.version} (${libtorch.source}, ${libtorch.libDir}${libtorch.cuda ? ', CUDA' : ''})`);
-    const fromSource = process.argv.includes('--source') || process.env.S2BNN_BUILD_FROM_SOURCE === '1';
-    const choice = fromSource
-      ? { reason: process.argv.includes('--source') ? 'asked for (--source)' : 'S2BNN_BUILD_FROM_SOURCE=1' }
-      : prebuilt.choose(libtorch, root);
+    const sourceReason = process.argv.includes('--source') ? 'asked for (--source)'
+      : process.env.S2BNN_BUILD_FROM_SOURCE === '1' ? 'S2BNN_BUILD_FROM_SOURCE=1'
+        : process.env.S2BNN_DEBUG_BUILD === '1' ? 'S2BNN_DEBUG_BUILD=1 (prebuilt binaries are release builds)' : null;
+    const choice = sourceReason ? { reason: sourceReason } : prebuilt.choose(libtorch, root);
     if (choice.dir) {
       const installed = prebuilt.install({ dir: choice.dir, libtorch, outDir: path.join(root, 'build', 'Release'),
         record: (manifest) => buildRecord(libtorch, { binary: 'prebuilt', prebuilt: manifest.key, builtAgainst: manifest.libtorchVersion }) });

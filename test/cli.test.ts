@@ -2,6 +2,7 @@
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 
+import { readBuildInfo } from '../lib';
 import { pythonWithTorch, repoRoot } from './helpers';
 
 const cli = path.join(repoRoot, 'dist', 'cli.js');
@@ -17,7 +18,12 @@ test('info --json reports the build', () => {
   const info = JSON.parse(stdout);
   expect(info.libtorch).toMatch(/^\d+\.\d+/);
   expect(info.libtorchSource).toMatch(/^(system|LIBTORCH|python:.+)$/);
-  expect(info).toMatchObject({ cudaBuild: expect.any(Boolean), cxx11Abi: expect.any(Boolean), binary: 'source' });
+  expect(info).toMatchObject({ cudaBuild: expect.any(Boolean), cxx11Abi: expect.any(Boolean), imageCodecs: true });
+  // A checkout builds from source (and says why not prebuilt); an install may take a prebuilt binary.
+  const record = readBuildInfo()!;
+  expect(info.binary).toBe(record.binary);
+  if (info.binary === 'source') expect([info.prebuilt, typeof info.sourceReason]).toEqual([null, 'string']);
+  else expect(info.prebuilt).toMatch(/^linux-x64-torch\d+\.\d+-(cpu|cu\d+)-(cxx11|precxx11)$/);
   expect(info.threads).toBeGreaterThanOrEqual(1);
   expect(info.opsLibrary).toMatch(/libs2bnn_ops\.so$/);
 });

@@ -24,10 +24,18 @@ export function tempDir(name: string): string {
  * failure so parity can never be skipped silently there.
  */
 export function pythonWithTorch(): { python: string | null; reason: string } {
+  return pythonWith(['torch'], "Debian's python3-torch");
+}
+
+/**
+ * The reference Python if it imports `modules` (PIL for the decoding and report suites), or null
+ * with the reason; under S2BNN_REQUIRE_PYTHON_TORCH=1 a missing module is a failure, as for torch.
+ */
+export function pythonWith(modules: string[], install: string): { python: string | null; reason: string } {
   const python = process.env.S2BNN_PYTHON ?? '/usr/bin/python3';
-  const res = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+  const res = spawnSync(python, ['-c', `import ${modules.join(', ')}`], { encoding: 'utf8' });
   if (res.status === 0) return { python, reason: '' };
-  const reason = `${python} cannot import torch (install Debian's python3-torch)`;
+  const reason = `${python} cannot import ${modules.join(' and ')} (install ${install})`;
   if (process.env.S2BNN_REQUIRE_PYTHON_TORCH === '1') {
     throw new Error(`S2BNN_REQUIRE_PYTHON_TORCH=1 but ${reason}`);
   }

@@ -29,10 +29,15 @@ import {
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 's2bnn-report-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-// Not test/helpers.ts: that pulls in the whole native-backed library, which reporting does not need.
+// Not test/helpers.ts: that pulls in the whole native-backed library, which reporting does not
+// need. The same rule as there: under S2BNN_REQUIRE_PYTHON_TORCH=1 (CI) a missing PIL fails.
 function pythonWithPil(): string | null {
   const python = process.env.S2BNN_PYTHON ?? '/usr/bin/python3';
-  return spawnSync(python, ['-c', 'import PIL'], { encoding: 'utf8' }).status === 0 ? python : null;
+  if (spawnSync(python, ['-c', 'import PIL'], { encoding: 'utf8' }).status === 0) return python;
+  if (process.env.S2BNN_REQUIRE_PYTHON_TORCH === '1') {
+    throw new Error(`S2BNN_REQUIRE_PYTHON_TORCH=1 but ${python} cannot import PIL (install Debian's python3-pil)`);
+  }
+  return null;
 }
 const python = pythonWithPil();
 
