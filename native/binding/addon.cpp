@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "../data/decode.h"
-#include "../dist/backends.h"
+#include "../distributed/backends.h"
 #include "../ops/ops.h"
 #include "../ops/packed_forward.h"
 #include "common.h"
@@ -322,7 +322,7 @@ void init_runtime(Napi::Env env, Napi::Object exports) {
   build.Set("cuda", Napi::Boolean::New(env, false));
   build.Set("cudaVersion", env.Null());
 #endif
-  const std::string nccl = s2bnn::dist::nccl_version();
+  const std::string nccl = s2bnn::distributed::nccl_version();
   build.Set("nccl", nccl.empty() ? env.Null() : Napi::String::New(env, nccl));
   build.Set("imageCodecs", Napi::Boolean::New(env, s2bnn::data::image_codecs_available()));
   exports.Set("build", build);

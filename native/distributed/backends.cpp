@@ -4,7 +4,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
-namespace s2bnn::dist {
+namespace s2bnn::distributed {
 
 std::string nccl_version() {
 #if defined(S2BNN_WITH_CUDA)
@@ -14,4 +14,4 @@ std::string nccl_version() {
 #endif
 }
 
-}  // namespace s2bnn::dist
+}  // namespace s2bnn::distributed
