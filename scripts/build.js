@@ -37,15 +37,13 @@ function forgetOtherLibtorch(buildDir, prefixPath) {
 // them in its nvidia-* packages: use those, the very files libtorch loads.
 const TORCH_CUDA_LIBRARIES = ['nvrtc', 'cublas', 'cublasLt', 'cufft', 'curand', 'cusparse', 'cusolver'];
 
-function librariesBesideTorch(toolkit, libtorch) {
+function librariesBesideTorch(toolkit, torchDirs) {
   const toolkitDirs = ['lib64', 'lib', path.join('targets', `${os.arch() === 'arm64' ? 'sbsa' : 'x86_64'}-linux`, 'lib')]
     .map((dir) => path.join(toolkit, dir));
-  const has = (dirs, name) => dirs.flatMap((dir) => (fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => path.join(dir, f)) : []))
-    .find((file) => new RegExp(`^lib${name}\\.so(\\.\\d+)*$`).test(path.basename(file)));
+  const find = (dirs, name) => dirs.map((dir) => prebuilt.firstLibrary(dir, new RegExp(`^lib${name}\\.so(\\.\\d+)*$`))).find(Boolean);
   const found = {};
   for (const name of TORCH_CUDA_LIBRARIES) {
-    if (has(toolkitDirs, name)) continue;
-    const besideTorch = has(prebuilt.runtimeLibraryDirs(libtorch), name);
+    const besideTorch = find(toolkitDirs, name) ? null : find(torchDirs, name);
     if (besideTorch) found[name] = besideTorch;
   }
   return found;
@@ -79,10 +77,10 @@ function compile({ libtorch, buildDir, runpath }) {
     if (!toolkit) throw new BuildError('a CUDA libtorch needs nvcc (the CUDA toolkit) to build s2bnn: set CUDA_HOME or put nvcc on PATH');
     args.push(`--CDCUDA_TOOLKIT_ROOT_DIR=${toolkit}`, `--CDCUDAToolkit_ROOT=${toolkit}`,
       `--CDCMAKE_CUDA_COMPILER=${path.join(toolkit, 'bin', 'nvcc')}`);
-    for (const [name, file] of Object.entries(librariesBesideTorch(toolkit, libtorch))) args.push(`--CDCUDA_${name}_LIBRARY=${file}`);
-    const includeDirs = prebuilt.runtimeLibraryDirs(libtorch).slice(1)
-      .map((dir) => path.join(dir, '..', 'include')).filter((dir) => fs.existsSync(dir));
-    args.push(`--CDS2BNN_LIBRARY_INCLUDE_DIRS=${includeDirs.map((dir) => path.resolve(dir)).join(';')}`);
+    const torchDirs = prebuilt.runtimeLibraryDirs(libtorch).slice(1);
+    for (const [name, file] of Object.entries(librariesBesideTorch(toolkit, torchDirs))) args.push(`--CDCUDA_${name}_LIBRARY=${file}`);
+    const includeDirs = torchDirs.map((dir) => path.resolve(dir, '..', 'include')).filter((dir) => fs.existsSync(dir));
+    args.push(`--CDS2BNN_LIBRARY_INCLUDE_DIRS=${includeDirs.join(';')}`);
   }
   if (debug) args.push('--debug');
   // configure, then build: `cmake-js compile` would skip configuring a configured folder (keeping

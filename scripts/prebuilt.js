@@ -177,6 +177,7 @@ module.exports = {
   PREBUILT_RUNPATH,
   SEARCH_PATH_MARKER,
   LIBRARIES,
+  firstLibrary,
   runtimeLibraryDirs,
   factsOf,
   keyOf,

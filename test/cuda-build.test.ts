@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { Trainer, cudaDeviceCount, manualSeed, moco, native, ops, randn, readBuildInfo } from '../lib';
-import { repoRoot } from './helpers';
+import { lddLibraries, repoRoot } from './helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const prebuilt = require(path.join(repoRoot, 'scripts', 'prebuilt.js'));
@@ -33,10 +33,8 @@ if (!isCudaBuild && process.env.S2BNN_REQUIRE_CUDA_BUILD === '1') {
   test('every library resolves, and those libtorch ships come from its own folders', () => {
     const own = prebuilt.runtimeLibraryDirs({ libDir: info.libtorchLibDir, cuda: true }).map((dir: string) => fs.realpathSync(dir));
     for (const file of ['s2bnn.node', 'libs2bnn_ops.so']) {
-      const res = spawnSync('ldd', [path.join(repoRoot, 'build', 'Release', file)], { encoding: 'utf8' });
-      expect(res.status).toBe(0);
-      expect(res.stdout).not.toMatch(/not found/);
-      const resolved = new Map([...res.stdout.matchAll(/^\s*(\S+\.so[\w.]*) => (\/\S+)/gm)].map(([, name, where]) => [name, path.dirname(fs.realpathSync(where))]));
+      const { resolved, missing } = lddLibraries(path.join(repoRoot, 'build', 'Release', file));
+      expect(missing).toEqual([]);
       for (const name of ['libtorch_cuda.so', 'libc10_cuda.so', 'libcudart.so.13', 'libnccl.so.2']) {
         const found = [...resolved.keys()].find((n) => n.startsWith(name.replace(/\.13$/, '')));
         expect([file, name, found && own.includes(resolved.get(found)!)]).toEqual([file, name, true]);

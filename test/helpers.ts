@@ -43,6 +43,19 @@ export function pythonWith(modules: string[], install: string): { python: string
 }
 
 /**
+ * What `ldd` says `file` loads: each library name with the real folder it resolves to, and the
+ * names it cannot find.
+ */
+export function lddLibraries(file: string): { resolved: Map<string, string>; missing: string[] } {
+  const res = spawnSync('ldd', [file], { encoding: 'utf8' });
+  if (res.status !== 0) throw new Error(`ldd ${file} failed:\n${res.stderr}`);
+  const resolved = new Map([...res.stdout.matchAll(/^\s*(\S+\.so[\w.]*) => (\/\S+)/gm)]
+    .map(([, name, where]): [string, string] => [name, path.dirname(fs.realpathSync(where))]));
+  const missing = [...res.stdout.matchAll(/^\s*(\S+) => not found/gm)].map(([, name]) => name);
+  return { resolved, missing };
+}
+
+/**
  * CUDA devices for the CUDA suites, or why they skip (no device, or a CPU-only build). With
  * S2BNN_REQUIRE_CUDA=1 (the GPU check sets it) a suite that would skip fails instead.
  */

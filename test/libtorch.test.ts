@@ -1,12 +1,11 @@
 // The libtorch resolver shared by the build and the loader, and the loader's refusal to load an
 // addon against a libtorch other than the one it was built for.
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
 import { checkLibtorch } from '../lib/native';
 import { readBuildInfo, native } from '../lib';
-import { repoRoot, tempDir } from './helpers';
+import { lddLibraries, repoRoot, tempDir } from './helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const { resolveLibtorch } = require(path.join(repoRoot, 'scripts', 'libtorch.js'));
@@ -98,12 +97,10 @@ describe('loader', () => {
   test('every libtorch library the addon and the ops library load comes from the libtorch they were built against', () => {
     const libDir = fs.realpathSync(info.libtorchLibDir);
     for (const file of ['s2bnn.node', 'libs2bnn_ops.so']) {
-      const res = spawnSync('ldd', [path.join(repoRoot, 'build', 'Release', file)], { encoding: 'utf8' });
-      expect(res.status).toBe(0);
-      const torchLibraries = [...res.stdout.matchAll(/^\s*(lib(?:torch|c10)\w*\.so[\w.]*) => (\S+)/gm)];
-      expect(torchLibraries.map(([, name]) => name)).toEqual(expect.arrayContaining(['libc10.so', 'libtorch_cpu.so'].map((n) => expect.stringMatching(new RegExp(`^${n.replace('.', '\\.')}`)))));
-      for (const [, name, resolved] of torchLibraries) {
-        expect([file, name, path.dirname(fs.realpathSync(resolved))]).toEqual([file, name, libDir]);
+      const torchLibraries = [...lddLibraries(path.join(repoRoot, 'build', 'Release', file)).resolved].filter(([name]) => /^lib(?:torch|c10)\w*\.so/.test(name));
+      expect(torchLibraries.map(([name]) => name)).toEqual(expect.arrayContaining(['libc10.so', 'libtorch_cpu.so'].map((n) => expect.stringMatching(new RegExp(`^${n.replace('.', '\\.')}`)))));
+      for (const [name, dir] of torchLibraries) {
+        expect([file, name, dir]).toEqual([file, name, libDir]);
       }
     }
   });

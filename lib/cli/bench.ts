@@ -43,6 +43,12 @@ function childLines<T>(threads: number, args: string[]): T[] {
   return res.stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as T);
 }
 
+// Every ReActNet-A binary conv shape, or (--quick) one 3x3 and one 1x1 at 256 channels.
+function benchShapes(quick: boolean) {
+  const all = reactnetBconvShapes();
+  return quick ? [all.find((s) => s.kernel === 3 && s.channels === 256)!, all.find((s) => s.kernel === 1 && s.channels === 256)!] : all;
+}
+
 export async function benchBconvCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, {
     threads: 'number', repeats: 'number', quick: 'boolean', kernel: 'string', json: 'boolean', 'in-process': 'boolean',
@@ -52,10 +58,7 @@ export async function benchBconvCommand(args: string[]): Promise<void> {
   const repeats = positiveInteger(flags, 'repeats');
   const batch = positiveInteger(flags, 'batch');
   if (deviceFlag(flags) === 'cuda') {
-    const all = reactnetBconvShapes();
-    const shapes = flags.quick
-      ? [all.find((s) => s.kernel === 3 && s.channels === 256)!, all.find((s) => s.kernel === 1 && s.channels === 256)!]
-      : all;
+    const shapes = benchShapes(flags.quick === true);
     const figures = benchBconv({ device: 'cuda', batch, repeats, shapes, onFigure: (f) => flags.json && process.stdout.write(`${JSON.stringify(f)}\n`) });
     if (!flags.json) process.stdout.write(`CUDA, batch ${batch ?? 1}, medians of ${repeats ?? 20} runs (baseline: cuDNN float32 conv of the same +-1 data):\n\n${formatBconvTable(figures)}\n`);
     return;
@@ -80,10 +83,7 @@ export async function benchBconvCommand(args: string[]): Promise<void> {
   if (flags['model-only']) {
     // the whole-network figure only (below)
   } else if (flags['in-process']) {
-    const all = reactnetBconvShapes();
-    const shapes = flags.quick
-      ? [all.find((s) => s.kernel === 3 && s.channels === 256)!, all.find((s) => s.kernel === 1 && s.channels === 256)!]
-      : all;
+    const shapes = benchShapes(flags.quick === true);
     figures = benchBconv({ threads: [threads], repeats, shapes, kernel, batch, onFigure: print });
   } else {
     if (!json) {

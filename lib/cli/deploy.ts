@@ -5,8 +5,8 @@ import * as fs from 'fs';
 import { PackedModel, exportPacked, inferPacked } from '../deploy';
 import { Stem } from '../models';
 import { leanLayoutNotice } from '../train/specs';
-import { SCORING_FLAGS, data, device, saveLogitsFlag, scoreTestSplit } from './train';
-import { UsageError, choice, optionalString, parseFlags } from './flags';
+import { SCORING_FLAGS, data, saveLogitsFlag, scoreTestSplit } from './train';
+import { UsageError, choice, deviceFlag, optionalString, parseFlags } from './flags';
 
 export const DEPLOY_USAGE = `  export CKPT --out MODEL [options]   pack a trained step-2 ReActNet-A into a 1-bit model: sign
                                 bits of the binary convolutions, BatchNorm folded (docs/deployment.md)
@@ -57,7 +57,7 @@ export async function inferCommand(args: string[]): Promise<void> {
   const flags = parseFlags(args, SCORING_FLAGS, ['model']);
   const file = existingPath(flags._[0]);
   saveLogitsFlag(flags);
-  const target = device(flags);
+  const target = deviceFlag(flags);
   const dataset = await data(flags, { trainOptional: true });
   const model = await PackedModel.load(file);
   const config = model.config;

@@ -62,8 +62,6 @@ export const COMMON: Record<string, FlagKind> = {
   threads: 'number', size: 'number',
 };
 
-export const device = deviceFlag;
-
 // Every training command opens its data first: the place to apply the shared --threads too.
 export async function data(flags: Flags): Promise<OpenedData>;
 export async function data(flags: Flags, options: { trainOptional: true }): Promise<EvaluationData>;
@@ -176,7 +174,7 @@ export async function pretrainCommand(args: string[]): Promise<number> {
       out,
       resume: typeof flags.resume === 'string' ? existingFile(flags, 'resume') : flags.resume === true,
       onNotice: (message) => note('pretrain', message),
-      device: device(flags),
+      device: deviceFlag(flags),
       signal: stops.signal,
       onStart: (start: Position) => {
         reporter = new RunReporter({ out, epochs: config.epochs, stepsPerEpoch: trainData.batchesPerEpoch, batchSize: config.batchSize, start, quiet: json, phase: 'pretrain' });
@@ -247,7 +245,7 @@ export async function linclsCommand(args: string[]): Promise<void> {
   if (!pretrained) throw new UsageError('lincls needs --pretrained CKPT');
   const dataset = await data(flags);
   const { model, spec } = await pretrainedClassifier(pretrained, dataset, 'lincls');
-  const dev = device(flags);
+  const dev = deviceFlag(flags);
   if (dev === 'cuda') model.to('cuda');
   const epochs = positiveInteger(flags, 'epochs') ?? 100;
   const batchSize = positiveInteger(flags, 'batch-size') ?? 256;
@@ -304,7 +302,7 @@ export async function finetuneCommand(args: string[]): Promise<void> {
   if (fraction > 1) throw new UsageError(`--label-fraction must be in (0, 1], got ${fraction}`);
   const dataset = await data(flags);
   const { model, spec } = await pretrainedClassifier(pretrained, dataset, 'finetune');
-  if (device(flags) === 'cuda') model.to('cuda');
+  if (deviceFlag(flags) === 'cuda') model.to('cuda');
   const labels = dataset.train.labels();
   const labelled = dataset.train.subset(labelFraction(labels.toTypedArray() as BigInt64Array, fraction));
   labels.dispose();
@@ -340,7 +338,7 @@ export async function knnCommand(args: string[]): Promise<void> {
   if (!pretrained) throw new UsageError('knn needs --pretrained CKPT');
   const dataset = await data(flags, { trainOptional: true });
   const { model } = await pretrainedClassifier(pretrained, dataset, 'knn');
-  if (device(flags) === 'cuda') model.to('cuda');
+  if (deviceFlag(flags) === 'cuda') model.to('cuda');
   const batchSize = positiveInteger(flags, 'batch-size') ?? 256;
   const workers = positiveInteger(flags, 'workers');
   const transform = testTransform(dataset);
@@ -411,7 +409,7 @@ export async function evalCommand(args: string[]): Promise<void> {
   if (classes !== dataset.numClasses) throw new UsageError(`${file} classifies ${classes} classes, ${dataset.name} has ${dataset.numClasses}`);
   const model = classifierFor(spec, classes);
   model.loadStateDict(checkpoint);
-  if (device(flags) === 'cuda') model.to('cuda');
+  if (deviceFlag(flags) === 'cuda') model.to('cuda');
   const result = await scoreTestSplit(flags, dataset, (test, keepLogits) => evaluate(model, test, { keepLogits }));
   const summary = { top1: result.top1, top5: result.top5, loss: result.loss, count: result.count };
   if (flags.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
@@ -489,7 +487,7 @@ export async function reproduceCommand(args: string[]): Promise<void> {
       out,
       workers: positiveInteger(flags, 'workers'),
       seed: optionalNumber(flags, 'seed'),
-      device: device(flags),
+      device: deviceFlag(flags),
       teacher,
       rows,
       student,

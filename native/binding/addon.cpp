@@ -275,18 +275,22 @@ Napi::Value empty_cache(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value cuda_device_count(const Napi::CallbackInfo& info) {
+int64_t visible_cuda_devices() {
 #if defined(S2BNN_WITH_CUDA)
-  return Napi::Number::New(info.Env(), at::globalContext().hasCUDA() ? at::cuda::device_count() : 0);
+  return at::globalContext().hasCUDA() ? at::cuda::device_count() : 0;
 #else
-  return Napi::Number::New(info.Env(), 0);
+  return 0;
 #endif
+}
+
+Napi::Value cuda_device_count(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(visible_cuda_devices()));
 }
 
 // Waits for the GPU's queued work: a benchmark's clock must not stop at a kernel launch.
 Napi::Value cuda_synchronize(const Napi::CallbackInfo& info) {
 #if defined(S2BNN_WITH_CUDA)
-  if (at::globalContext().hasCUDA() && at::cuda::device_count() > 0) c10::cuda::device_synchronize();
+  if (visible_cuda_devices() > 0) c10::cuda::device_synchronize();
 #endif
   return info.Env().Undefined();
 }
