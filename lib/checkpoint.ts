@@ -2,6 +2,7 @@
 // safetensors, read and written natively (native/io). A Checkpoint keeps the file's contents in
 // native form, so renaming keys and converting formats are lossless (ints stay ints, 1.0 stays a
 // float); toObject() gives a JS view of the contents.
+import type { CheckpointFormat, CheckpointHandle, MakeDict, SaveResult } from './binding';
 import { TensorHandle, native } from './native';
 import { Tensor } from './tensor';
 
@@ -26,7 +27,7 @@ export type PyValue =
   | Map<PyKey, PyValue>
   | { [key: string]: PyValue };
 
-export type CheckpointFormat = 'zip' | 'legacy' | 'safetensors';
+export type { CheckpointFormat, SaveResult } from './binding';
 
 export interface TensorInfo {
   /** Dotted path in the checkpoint, e.g. "state_dict.encoder_q.conv1.weight". */
@@ -62,32 +63,10 @@ class DictNode {
   ) {}
 }
 
-type MakeDict = (ordered: boolean, entries: [PyKey, unknown][]) => Map<PyKey, unknown>;
-
-const makeDict: MakeDict = (ordered, entries) => (ordered ? new OrderedDict(entries) : new Map(entries)) as Map<PyKey, unknown>;
-
-interface CheckpointHandle {
-  readonly format: string;
-  toJS(makeDict: MakeDict): unknown;
-  summary(makeDict: MakeDict): { fields: [string, unknown][]; tensors: [string, number[], string][] };
-  transform(selectPrefix: string, stripPrefix: string, addPrefix: string, encoderQOnly: boolean): CheckpointHandle;
-  save(path: string, format: CheckpointFormat): Promise<SaveResult>;
-}
-
-export interface SaveResult {
-  /** Entries the format cannot hold, left out ("optimizer (dict)"); only safetensors drops any. */
-  dropped: string[];
-}
-
-interface CheckpointBindings {
-  checkpointLoad(path: string): Promise<CheckpointHandle>;
-  checkpointFromJS(value: unknown, dictNode: typeof DictNode): CheckpointHandle;
-}
-
-const bindings = () => native() as unknown as CheckpointBindings;
+const makeDict: MakeDict = (ordered, entries) => (ordered ? new OrderedDict(entries) : new Map(entries)) as Map<unknown, unknown>;
 
 function isHandle(value: unknown): value is TensorHandle {
-  return value instanceof (native().TensorHandle as unknown as new () => TensorHandle);
+  return value instanceof native().TensorHandle;
 }
 
 // Native trees carry TensorHandles; JS sees Tensors (and the reverse on the way in).
@@ -131,12 +110,12 @@ export class Checkpoint {
 
   /** Reads a torch.save file (zip or legacy) or a .safetensors file. */
   static async load(path: string): Promise<Checkpoint> {
-    return new Checkpoint(await bindings().checkpointLoad(path));
+    return new Checkpoint(await native().checkpointLoad(path));
   }
 
   /** A checkpoint built from JS values (see PyValue); plain objects of tensors become OrderedDicts. */
   static fromObject(value: PyValue | Record<string, unknown>): Checkpoint {
-    return new Checkpoint(bindings().checkpointFromJS(unwrapTensors(value), DictNode));
+    return new Checkpoint(native().checkpointFromJS(unwrapTensors(value), DictNode));
   }
 
   /** 'zip', 'legacy' or 'safetensors' for loaded files, 'memory' for fromObject(). */

@@ -5,6 +5,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
+import type { DatasetHandle, FolderHandle, LoaderHandle, NativeLoaderOptions, NativeTransform, RawBatch, SkippedSample } from './binding';
+import { withDefaults } from './defaults';
 import { TensorHandle, native } from './native';
 import { Tensor } from './tensor';
 
@@ -87,7 +89,7 @@ export const transforms = {
 };
 
 /** A transform with mean/std filled in for `channels` (what the native loader receives). */
-export function resolveTransform(transform: Transform, channels: number): Transform {
+export function resolveTransform(transform: Transform, channels: number): NativeTransform {
   if (transform === null || typeof transform !== 'object') throw argumentError('transform must be an object');
   if (transform.kind === 'augment') {
     const options = transform.options ?? ({} as AugmentOptions);
@@ -102,29 +104,6 @@ export function resolveTransform(transform: Transform, channels: number): Transf
 }
 
 // ---- native handles ----------------------------------------------------------------------------
-
-interface DatasetHandle {
-  readonly length: number;
-  readonly channels: number;
-  readonly height: number;
-  readonly width: number;
-  readonly numClasses: number;
-  subset(indices: number[] | Int32Array): DatasetHandle;
-  images(): TensorHandle;
-  labels(): TensorHandle;
-}
-
-interface FolderHandle {
-  readonly length: number;
-  readonly channels: number;
-  readonly root: string;
-  classes(): string[];
-  path(index: number): string;
-  subset(indices: number[] | Int32Array): FolderHandle;
-  labels(): TensorHandle;
-  read(index: number): Promise<TensorHandle>;
-  index(): { path: string; status: string; reason: string };
-}
 
 /** What ImageFolder.open() did with its index file (see ImageFolderOptions.index). */
 export interface ImageFolderIndexInfo {
@@ -166,69 +145,7 @@ export function defaultIndexPath(root: string): string {
   return path.join(base, `imagefolder-${key}.idx`);
 }
 
-interface RawBatch {
-  views: TensorHandle[];
-  labels: TensorHandle;
-  indices: TensorHandle;
-  epoch: number;
-  index: number;
-}
 
-interface LoaderHandle {
-  readonly batchesPerEpoch: number;
-  readonly samplesPerRank: number;
-  readonly workers: number;
-  readonly pinned: boolean;
-  readonly closed: boolean;
-  startEpoch(epoch: number, startBatch: number): void;
-  next(): Promise<RawBatch | null>;
-  epochOrder(epoch: number): TensorHandle;
-  skipped(): SkippedSample[];
-  close(): void;
-}
-
-/** Drawn augmentation parameters of one view (test entry point). */
-export interface AugmentParams {
-  /** [top, left, height, width] of the crop in the source image. */
-  crop: [number, number, number, number];
-  jitter: boolean;
-  /** Jitter op order: 0 brightness, 1 contrast, 2 saturation, 3 hue. */
-  order: [number, number, number, number];
-  brightness: number;
-  contrast: number;
-  saturation: number;
-  hue: number;
-  grayscale: boolean;
-  blur: boolean;
-  sigma: number;
-  flip: boolean;
-}
-
-/** Parameters of one deterministic op for dataTesting.applyTransform. */
-export type TransformOp =
-  | { op: 'toFloat' }
-  | { op: 'resample'; size: [number, number]; box?: [number, number, number, number]; window?: [number, number, number, number]; flip?: boolean }
-  | { op: 'brightness' | 'contrast' | 'saturation' | 'hue'; factor: number }
-  | { op: 'grayscale' }
-  | { op: 'blur'; kernelSize: number; sigma: number }
-  | { op: 'normalize'; mean: number[]; std: number[] }
-  | { op: 'augment'; options: AugmentOptions; params: Partial<AugmentParams> }
-  | { op: 'eval'; transform: Transform };
-
-interface DataBindings {
-  createInMemoryDataset(images: TensorHandle, labels: TensorHandle, numClasses: number): DatasetHandle;
-  openImageFolder(root: string, channels: number, index: string): Promise<FolderHandle>;
-  createLoader(dataset: DatasetHandle | FolderHandle, options: Record<string, unknown>): LoaderHandle;
-  dataTesting: {
-    applyTransform(image: TensorHandle, spec: TransformOp & { channels?: number }): TensorHandle;
-    sampleAugment(options: AugmentOptions, where: Record<string, number>): {
-      crop: Int32Array; order: Int32Array; flags: Uint8Array; factors: Float64Array;
-    };
-    defaultBlurKernelSize(size: number): number;
-  };
-}
-
-const bindings = () => native() as unknown as DataBindings;
 
 // ---- datasets ----------------------------------------------------------------------------------
 
@@ -247,7 +164,7 @@ export class InMemoryDataset {
     if (!Array.isArray(classes) || classes.length < 1 || classes.some((c) => typeof c !== 'string')) {
       throw argumentError('classes must be a non-empty array of class names');
     }
-    this.handle = bindings().createInMemoryDataset(images.handle, labels.handle, classes.length);
+    this.handle = native().createInMemoryDataset(images.handle, labels.handle, classes.length);
     this.classes = Object.freeze([...classes]);
   }
 
@@ -320,7 +237,7 @@ export class ImageFolder {
       throw argumentError('index must be a file path or false');
     }
     const indexPath = index === false ? '' : index ?? defaultIndexPath(root);
-    const handle = await bindings().openImageFolder(root, channels, indexPath);
+    const handle = await native().openImageFolder(root, channels, indexPath);
     return new ImageFolder(handle, Object.freeze(handle.classes()));
   }
 
@@ -371,10 +288,7 @@ export class ImageFolder {
 export type Dataset = InMemoryDataset | ImageFolder;
 
 /** A sample the DataLoader could not decode and replaced (see LoaderOptions.strict). */
-export interface SkippedSample {
-  path: string;
-  reason: string;
-}
+export type { SkippedSample } from './binding';
 
 // ---- the loader --------------------------------------------------------------------------------
 
@@ -467,6 +381,30 @@ function supersededError(epoch: number): Error {
   });
 }
 
+// LoaderOptions' defaults, in one place; the native loader receives every field resolved and
+// checks the values' types and ranges itself.
+const LOADER_DEFAULTS: Omit<NativeLoaderOptions, 'batchSize' | 'transform'> = {
+  views: 1,
+  shuffle: true,
+  seed: 0,
+  dropLast: false,
+  workers: 0, // the hardware threads
+  prefetch: 2,
+  rank: 0,
+  worldSize: 1,
+  strict: false,
+  cropDecode: true,
+  dtype: 'float32',
+  pinMemory: 'auto',
+};
+
+function resolveLoaderOptions(options: LoaderOptions, channels: number): NativeLoaderOptions {
+  if (options.batchSize === undefined) throw argumentError('batchSize is required');
+  if (options.transform === undefined) throw argumentError('transform is required');
+  if (typeof options.workers === 'number' && options.workers < 1) throw argumentError('workers must be between 1 and 1024');
+  return { ...withDefaults(LOADER_DEFAULTS, options), batchSize: options.batchSize, transform: resolveTransform(options.transform, channels) };
+}
+
 /**
  * Batches of a dataset, assembled natively: each epoch's order is a (seed, epoch)-seeded shuffle,
  * sharded by rank; every augmentation draw depends only on (seed, epoch, sample, view), so the
@@ -483,8 +421,7 @@ export class DataLoader {
     }
     if (options === null || typeof options !== 'object') throw argumentError('options must be an object');
     this.dataset = dataset;
-    const resolved = { ...options, transform: resolveTransform(options.transform, dataset.channels) };
-    this.handle = bindings().createLoader(dataset.handle, resolved as unknown as Record<string, unknown>);
+    this.handle = native().createLoader(dataset.handle, resolveLoaderOptions(options, dataset.channels));
   }
 
   get batchesPerEpoch(): number {
@@ -574,45 +511,3 @@ export class DataLoader {
     this.handle.close();
   }
 }
-
-/**
- * @internal Test entry points: one augmentation op with given parameters (parity with
- * torchvision), and the parameters the loader draws for given samples.
- */
-export const dataTesting = {
-  applyTransform(image: Tensor, spec: TransformOp & { channels?: number }): Tensor {
-    const channels = spec.channels ?? (image.shape[2] === 1 ? 1 : 3);
-    let resolved = spec;
-    if (spec.op === 'augment') {
-      const t = resolveTransform({ kind: 'augment', options: spec.options }, channels) as { options: AugmentOptions };
-      resolved = { ...spec, options: t.options };
-    } else if (spec.op === 'eval') {
-      resolved = { ...spec, transform: resolveTransform(spec.transform, channels) };
-    }
-    return new Tensor(bindings().dataTesting.applyTransform(image.handle, resolved));
-  },
-  sampleAugment(
-    options: AugmentOptions,
-    where: { seed?: number; epoch?: number; view?: number; height: number; width: number; first?: number; count?: number },
-  ): AugmentParams[] {
-    // The draws do not depend on normalization; any valid mean/std will do.
-    const withNorm = { mean: [0], std: [1], ...options };
-    const { crop, order, flags, factors } = bindings().dataTesting.sampleAugment(withNorm, where as Record<string, number>);
-    return Array.from({ length: flags.length / 4 }, (_, i) => ({
-      crop: Array.from(crop.subarray(4 * i, 4 * i + 4)) as AugmentParams['crop'],
-      jitter: flags[4 * i] === 1,
-      order: Array.from(order.subarray(4 * i, 4 * i + 4)) as AugmentParams['order'],
-      brightness: factors[5 * i],
-      contrast: factors[5 * i + 1],
-      saturation: factors[5 * i + 2],
-      hue: factors[5 * i + 3],
-      grayscale: flags[4 * i + 1] === 1,
-      blur: flags[4 * i + 2] === 1,
-      sigma: factors[5 * i + 4],
-      flip: flags[4 * i + 3] === 1,
-    }));
-  },
-  defaultBlurKernelSize(size: number): number {
-    return bindings().dataTesting.defaultBlurKernelSize(size);
-  },
-};

@@ -4,30 +4,13 @@ import * as fs from 'fs';
 
 import { Checkpoint, encoderState } from './checkpoint';
 import { Model, Stem } from './models';
+import type { PackedModelHandle } from './binding';
 import { TensorHandle, native } from './native';
 import { Device, Tensor } from './tensor';
 import { scorePass } from './train/evaluate';
 import { BatchSource } from './train/loop';
 import { encoderSpec, isLeanLayout } from './train/specs';
 
-interface PackedModelHandle {
-  readonly config: string;
-  readonly featureDim: number;
-  readonly device: string;
-  forward(x: TensorHandle): Promise<TensorHandle>;
-  features(x: TensorHandle): Promise<TensorHandle>;
-  save(path: string): Promise<void>;
-  tensors(): [string, TensorHandle][];
-  to(device: string): void;
-}
-
-interface DeployBindings {
-  packReActNet(state: [string, TensorHandle][], stem: Stem, halfHead: boolean): Promise<{ model: PackedModelHandle; binaryWeights: number; zeroWeights: number }>;
-  loadPackedModel(path: string): Promise<PackedModelHandle>;
-  topkCorrect(scores: TensorHandle, target: TensorHandle): { correct1: number; correct5: number };
-}
-
-const bindings = () => native() as unknown as DeployBindings;
 
 /** The network a packed file describes (its `config` metadata). */
 export interface PackedModelConfig {
@@ -72,13 +55,13 @@ export class PackedModel {
 
   /** Reads and validates a file written by `save` or `s2bnn export`. */
   static async load(file: string): Promise<PackedModel> {
-    return new PackedModel(await bindings().loadPackedModel(file));
+    return new PackedModel(await native().loadPackedModel(file));
   }
 
   /** Packs a step-2 ReActNet-A from its state dict (plain names: `feature.*`, `fc.*`). */
   static async fromState(state: Map<string, Tensor>, options: PackOptions = {}): Promise<PackResult> {
     const pairs: [string, TensorHandle][] = [...state].map(([k, v]) => [k, v.handle]);
-    const r = await bindings().packReActNet(pairs, options.stem ?? 'imagenet', options.halfHead ?? false);
+    const r = await native().packReActNet(pairs, options.stem ?? 'imagenet', options.halfHead ?? false);
     return { model: new PackedModel(r.model), binaryWeights: r.binaryWeights, zeroWeights: r.zeroWeights };
   }
 
@@ -197,7 +180,7 @@ export async function inferPacked(model: PackedModel, data: BatchSource, options
     const out = await model.forward(batch.views[0]);
     seconds += Number(process.hrtime.bigint() - started) / 1e9;
     try {
-      const hits = bindings().topkCorrect(out.handle, batch.labels.handle);
+      const hits = native().topkCorrect(out.handle, batch.labels.handle);
       return { ...hits, count: batch.labels.shape[0], logits: options.keepLogits ? out.cpu() : undefined };
     } finally {
       out.dispose();

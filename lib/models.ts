@@ -1,6 +1,7 @@
 // Typed builders and the Model class over the native models (native/nn): ReActNet-A, the
 // ResNet teachers and the MoCo wrapper, with the reference implementations' parameter names.
 import { Checkpoint, OrderedDict, encoderState } from './checkpoint';
+import type { Complexity, LoadResult, ModelHandle, NativeModelSpec } from './binding';
 import { TensorHandle, native } from './native';
 import { Device, Tensor } from './tensor';
 
@@ -41,44 +42,35 @@ export interface MoCoOptions {
   queueSize?: number;
 }
 
-export interface Complexity {
-  /** Multiply-accumulates of real-valued convolutions and linear layers. */
-  flops: number;
-  /** Multiply-accumulates of convolutions with binary weights and activations. */
-  binaryOps: number;
-  /** binaryOps / 64 + flops, as the ReActNet and S2-BNN papers count OPs. */
-  ops: number;
-  parameters: number;
+export type { Complexity, LoadResult } from './binding';
+
+/** A model as the typed builders describe it: an arch and its options, defaults not yet applied. */
+export type ModelSpec = { arch: string } & ReActNetOptions & MoCoOptions & { encoder?: ModelSpec };
+
+// The models' defaults, in one place: the native builder receives every field resolved.
+const HEAD_DEFAULTS = { head: 'linear', numClasses: 1000, mlpDim: 128, inChannels: 3, stem: 'imagenet' } as const;
+const MOCO_DEFAULTS = { dim: 128, queueSize: 65536 } as const;
+
+function resolveSpec(spec: ModelSpec): NativeModelSpec {
+  if (spec === null || typeof spec !== 'object') throw Object.assign(new Error('a model spec must be an object'), { code: 'S2BNN_ARGUMENT' });
+  if (spec.arch === 'moco') {
+    if (spec.encoder === null || typeof spec.encoder !== 'object') {
+      throw Object.assign(new Error('a moco model needs an encoder spec'), { code: 'S2BNN_ARGUMENT' });
+    }
+    return { arch: 'moco', encoder: resolveSpec(spec.encoder), dim: spec.dim ?? MOCO_DEFAULTS.dim, queueSize: spec.queueSize ?? MOCO_DEFAULTS.queueSize };
+  }
+  const head = {
+    head: spec.head ?? HEAD_DEFAULTS.head,
+    numClasses: spec.numClasses ?? HEAD_DEFAULTS.numClasses,
+    mlpDim: spec.mlpDim ?? HEAD_DEFAULTS.mlpDim,
+    inChannels: spec.inChannels ?? HEAD_DEFAULTS.inChannels,
+    stem: spec.stem ?? HEAD_DEFAULTS.stem,
+  };
+  // Unknown archs reach the native builder, whose error lists the known ones.
+  return { ...head, arch: spec.arch, binarize: spec.binarize ?? 'both', width: spec.width ?? 1 } as NativeModelSpec;
 }
 
-export interface LoadResult {
-  missing: string[];
-  unexpected: string[];
-}
-
-interface ModelHandle {
-  readonly arch: string;
-  readonly training: boolean;
-  readonly featureDim: number;
-  forward(x: TensorHandle): TensorHandle;
-  features(x: TensorHandle): TensorHandle;
-  train(mode: boolean): void;
-  namedParameters(): [string, TensorHandle][];
-  namedBuffers(): [string, TensorHandle][];
-  stateDict(): [string, TensorHandle][];
-  loadStateDict(entries: [string, TensorHandle][], strict: boolean): LoadResult;
-  to(device: string): void;
-  freeze(trainablePrefixes: string[]): number;
-  zeroGrad(): void;
-  complexity(height: number, width: number): Complexity;
-  momentumUpdate(momentum: number): void;
-  enqueue(keys: TensorHandle): void;
-  unusedModules(): string[];
-}
-
-type ModelSpec = Record<string, unknown> & { arch: string };
-
-const createModel = (spec: ModelSpec) => (native() as unknown as { createModel(s: ModelSpec): ModelHandle }).createModel(spec);
+const createModel = (spec: ModelSpec) => native().createModel(resolveSpec(spec));
 
 function tensors(pairs: [string, TensorHandle][]): Map<string, Tensor> {
   return new Map(pairs.map(([name, handle]) => [name, new Tensor(handle)]));
@@ -91,7 +83,7 @@ export class Model {
   protected constructor(protected readonly handle: ModelHandle) {}
 
   /** @internal The native model, for the trainer and evaluation bindings. */
-  get nativeHandle(): unknown {
+  get nativeHandle(): ModelHandle {
     return this.handle;
   }
 
@@ -245,6 +237,6 @@ export function moco(
   encoder: ({ arch: 'reactnet-a' } & ReActNetOptions) | ({ arch: ResNetArch } & ResNetOptions),
   options: MoCoOptions = {},
 ): MoCoModel {
-  const dim = options.dim ?? 128;
-  return MoCoModel.fromSpec({ arch: 'moco', encoder: { ...encoder, head: 'mlp', mlpDim: dim }, dim, queueSize: options.queueSize ?? 65536 });
+  const dim = options.dim ?? MOCO_DEFAULTS.dim;
+  return MoCoModel.fromSpec({ arch: 'moco', encoder: { ...encoder, head: 'mlp', mlpDim: dim }, dim, queueSize: options.queueSize });
 }

@@ -1,116 +1,24 @@
-// The one place that loads the native addon, and the typed view of every binding. Loading
+// The one place that loads the native addon (its contract: lib/binding). Loading
 // explains each way it can fail (not built, libtorch gone or changed, missing shared library)
 // with the command that fixes it, instead of a bare dlopen or symbol error.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-export type DType =
-  | 'float32'
-  | 'float64'
-  | 'float16'
-  | 'bfloat16'
-  | 'int64'
-  | 'int32'
-  | 'int16'
-  | 'int8'
-  | 'uint8'
-  | 'bool';
+import type { NativeAddon } from './binding';
 
-export type NativeTypedArray =
-  | Float32Array
-  | Float64Array
-  | Int32Array
-  | BigInt64Array
-  | Int16Array
-  | Int8Array
-  | Uint8Array
-  | Uint8ClampedArray
-  | Uint16Array;
-
-export type UnaryOpName =
-  | 'neg' | 'abs' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'square' | 'reciprocal' | 'relu'
-  | 'sigmoid' | 'tanh' | 'sign' | 'floor' | 'ceil' | 'round' | 'logicalNot' | 'isnan'
-  | 'isfinite' | 'contiguous' | 'clone' | 'detach' | 't';
-
-export type BinaryOpName =
-  | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'eq' | 'ne' | 'lt' | 'le'
-  | 'gt' | 'ge' | 'logicalAnd' | 'logicalOr' | 'matmul';
-
-export type ReduceOpName =
-  | 'sum' | 'mean' | 'max' | 'min' | 'argmax' | 'argmin' | 'softmax' | 'logSoftmax';
-
-export interface TensorHandle {
-  readonly isDisposed: boolean;
-  readonly shape: number[];
-  readonly dtype: DType;
-  readonly device: string;
-  readonly requiresGrad: boolean;
-  dispose(): void;
-  setRequiresGrad(flag: boolean): void;
-  grad(): TensorHandle | null;
-  backward(gradient?: TensorHandle): void;
-  data(): NativeTypedArray;
-  toTypedArray(): NativeTypedArray;
-  item(): number | bigint | boolean;
-  to(device: string | null, dtype: DType | null): TensorHandle;
-  format(): string;
-  unary(op: UnaryOpName): TensorHandle;
-  binary(op: BinaryOpName, other: TensorHandle | number | boolean): TensorHandle;
-  reduce(op: ReduceOpName, dims: number[] | null, keepdim: boolean): TensorHandle;
-  shapeOp(op: 'reshape' | 'view' | 'expand' | 'permute', shape: number[]): TensorHandle;
-  shapeOp(op: 'transpose', dim0: number, dim1: number): TensorHandle;
-  shapeOp(op: 'slice', dim: number, start: number | null, end: number | null, step: number): TensorHandle;
-  shapeOp(op: 'select', dim: number, index: number): TensorHandle;
-  shapeOp(op: 'squeeze', dim?: number): TensorHandle;
-  shapeOp(op: 'unsqueeze', dim: number): TensorHandle;
-  shapeOp(op: 'flatten', startDim: number, endDim: number): TensorHandle;
-}
-
-type Pair = number | [number, number];
-
-export interface NativeOps {
-  signSte(x: TensorHandle): TensorHandle;
-  signSteBiased(x: TensorHandle, bias: TensorHandle): TensorHandle;
-  binarizeWeight(w: TensorHandle): TensorHandle;
-  binaryConv2d(x: TensorHandle, w: TensorHandle, stride: Pair, padding: Pair,
-    binarizeInput: boolean, binarizeWeight: boolean, inputBias: TensorHandle | null): TensorHandle;
-  rprelu(x: TensorHandle, biasIn: TensorHandle, weight: TensorHandle, biasOut: TensorHandle): TensorHandle;
-  distributionLoss(student: TensorHandle, teacher: TensorHandle, temperature: number): TensorHandle;
-  infoNce(q: TensorHandle, k: TensorHandle, queue: TensorHandle, temperature: number): [TensorHandle, TensorHandle];
-}
-
-/** The packed (1-bit) inference ops; `kernel` names a CPU variant (null: the dispatched op). */
-export interface NativePackedOps {
-  packSigns(x: TensorHandle, bias: TensorHandle | null): TensorHandle;
-  packWeights(w: TensorHandle): TensorHandle;
-  bconv2dPacked(x: TensorHandle, w: TensorHandle, channels: number, stride: number, padding: number,
-    scale: TensorHandle | null, shift: TensorHandle | null, kernel: string | null): TensorHandle;
-  bconv2dPackedKernels(): string[];
-}
-
-export interface NativeAddon {
-  build: { libtorchVersion: string; cuda: boolean; cudaVersion: string | null; nccl: string | null; imageCodecs: boolean; cxx11Abi: boolean };
-  setNumThreads(threads: number): void;
-  getNumThreads(): number;
-  setPackedTrainingForward(on: boolean): boolean;
-  manualSeed(seed: number): void;
-  setGradEnabled(enabled: boolean): boolean;
-  isGradEnabled(): boolean;
-  memoryStats(resetPeak?: boolean): { current: number; peak: number; allocations: number; cached: number; cacheLimit: number };
-  setCpuCacheLimit(bytes: number): void;
-  emptyCache(): void;
-  cudaDeviceCount(): number;
-  cudaSynchronize(): void;
-  parallelInfo(): string;
-  TensorHandle: { prototype: TensorHandle };
-  fromTypedArray(data: NativeTypedArray, shape: number[], dtype: DType, copy: boolean): TensorHandle;
-  factory(kind: 'zeros' | 'ones' | 'empty' | 'rand' | 'randn', shape: number[], dtype: DType, device?: string): TensorHandle;
-  factory(kind: 'full', shape: number[], dtype: DType, device: string | undefined, value: number): TensorHandle;
-  arange(start: number, end: number, step: number, dtype: DType): TensorHandle;
-  join(kind: 'cat' | 'stack', tensors: TensorHandle[], dim: number): TensorHandle;
-  ops: NativeOps & NativePackedOps & { reference: NativeOps };
-}
+export type {
+  BinaryOpName,
+  BuildFacts,
+  DType,
+  NativeAddon,
+  NativeOps,
+  NativePackedOps,
+  NativeTypedArray,
+  ReduceOpName,
+  TensorHandle,
+  UnaryOpName,
+} from './binding';
 
 /** What `npm run build` recorded about the libtorch the addon was compiled against. */
 export interface BuildInfo {

@@ -9,7 +9,8 @@ import {
   Batch, DataLoader, FASHION_MNIST_CLASSES, InMemoryDataset, Tensor, fashionMnistCachePath,
   loadFashionMnist, tensor, transforms,
 } from '../lib';
-import { AugmentOptions, AugmentParams, TransformOp, dataTesting } from '../lib/data';
+import { AugmentOptions } from '../lib/data';
+import { AugmentParams, TransformOp, dataTesting } from './data-testing';
 import { pythonWithTorch, repoRoot, runPython, tempDir } from './helpers';
 
 const tmp = tempDir('data');

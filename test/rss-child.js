@@ -23,6 +23,10 @@ const workloads = {
     loss.backward();
     for (const t of [a, b, c, loss]) t.dispose();
   },
+  // A new user's loop: 16 KiB tensors created and forgotten, never disposed.
+  forgotten: () => {
+    s.zeros([64, 64]);
+  },
   // 128 KiB tensors through a multi-threaded forward + backward, like a training step's head.
   training: (() => {
     let student;

@@ -9,21 +9,6 @@ import { Schedule } from './schedule';
 import type { EncoderSpec } from './specs';
 import { Trainer } from './trainer';
 
-interface EvalBindings {
-  evaluateBatch(model: unknown, images: TensorHandle, labels: TensorHandle, keepLogits: boolean): Promise<{
-    lossSum: number;
-    correct1: number;
-    correct5: number;
-    count: number;
-    logits?: TensorHandle;
-  }>;
-  extractFeatures(model: unknown, images: TensorHandle, normalize: boolean, head: boolean): Promise<TensorHandle>;
-  knnScores(trainFeatures: TensorHandle, trainLabels: TensorHandle, testFeatures: TensorHandle,
-    options: { k: number; temperature: number; classes: number; leaveOneOut: boolean }): Promise<TensorHandle>;
-  topkCorrect(scores: TensorHandle, target: TensorHandle): { correct1: number; correct5: number };
-}
-
-const bindings = () => native() as unknown as EvalBindings;
 
 export interface Accuracy {
   /** Percent. */
@@ -103,7 +88,7 @@ export async function evaluate(model: Model, data: BatchSource, options: { keepL
   model.eval();
   const keepLogits = options.keepLogits ?? false;
   const { lossSum, ...scores } = await scorePass(data, 'evaluate', keepLogits, async (batch) => {
-    const r = await bindings().evaluateBatch(model.nativeHandle, batch.views[0].handle, batch.labels.handle, keepLogits);
+    const r = await native().evaluateBatch(model.nativeHandle, batch.views[0].handle, batch.labels.handle, keepLogits);
     return { ...r, logits: r.logits ? new Tensor(r.logits) : undefined };
   });
   return { ...scores, loss: lossSum / scores.count };
@@ -125,7 +110,7 @@ export async function extractFeatures(
   for await (const batch of data.epoch(0)) {
     try {
       features.push(
-        new Tensor(await bindings().extractFeatures(model.nativeHandle, batch.views[0].handle, options.normalize ?? true, options.head ?? false)),
+        new Tensor(await native().extractFeatures(model.nativeHandle, batch.views[0].handle, options.normalize ?? true, options.head ?? false)),
       );
       labels.push(batch.labels.clone());
       images += batch.labels.shape[0];
@@ -157,15 +142,15 @@ export async function knnAccuracy(
   options: KnnOptions,
 ): Promise<Accuracy> {
   const scores = new Tensor(
-    await bindings().knnScores(bank.features.handle, bank.labels.handle, test.features.handle, {
-      k: options.k ?? 200,
-      temperature: options.temperature ?? 0.07,
+    await native().knnScores(bank.features.handle, bank.labels.handle, test.features.handle, {
+      k: options.k ?? KNN_DEFAULTS.k,
+      temperature: options.temperature ?? KNN_DEFAULTS.temperature,
       classes: options.classes,
       leaveOneOut: options.leaveOneOut ?? false,
     }),
   );
   try {
-    const { correct1, correct5 } = bindings().topkCorrect(scores.handle, test.labels.handle);
+    const { correct1, correct5 } = native().topkCorrect(scores.handle, test.labels.handle);
     const count = test.labels.shape[0];
     return { top1: (100 * correct1) / count, top5: (100 * correct5) / count, count };
   } finally {
@@ -210,6 +195,12 @@ export function loadBackbone(classifier: Model, checkpoint: Checkpoint): string[
   zero.dispose();
   return result.unexpected;
 }
+
+/** The evaluation protocols' defaults (docs/method.md), which the CLI shows and never restates. */
+export const EVALUATION_BATCH_SIZE = 256;
+export const LINEAR_EVAL_DEFAULTS = { epochs: 100, lr: 0.1, momentum: 0.9 } as const;
+export const FINETUNE_DEFAULTS = { epochs: 30, lr: 0.01, labelFraction: 0.1 } as const;
+export const KNN_DEFAULTS = { k: 200, temperature: 0.07 } as const;
 
 export interface LinearEvalOptions {
   /** A classifier whose backbone holds the pre-trained weights (see loadBackbone). */
@@ -268,7 +259,7 @@ export interface LinearEvalResult extends Accuracy {
 /** docs/method.md's linear evaluation: frozen backbone in eval mode, SGD on a new Linear. */
 export async function linearEvaluation(options: LinearEvalOptions): Promise<LinearEvalResult> {
   const { model } = options;
-  const epochs = options.epochs ?? 100;
+  const epochs = options.epochs ?? LINEAR_EVAL_DEFAULTS.epochs;
   const standardize = options.standardize ?? true;
   model.freeze({ except: ['fc.'] });
   model.eval();
@@ -276,7 +267,7 @@ export async function linearEvaluation(options: LinearEvalOptions): Promise<Line
   const trainer = new Trainer({
     model,
     recipe: 'supervised',
-    optimizer: { kind: 'sgd', lr: options.lr ?? 0.1, momentum: options.momentum ?? 0.9, weightDecay: options.weightDecay ?? 0 },
+    optimizer: { kind: 'sgd', lr: options.lr ?? LINEAR_EVAL_DEFAULTS.lr, momentum: options.momentum ?? LINEAR_EVAL_DEFAULTS.momentum, weightDecay: options.weightDecay ?? 0 },
     featureMean: statistics?.mean,
     featureStd: statistics?.std,
   });
@@ -349,12 +340,12 @@ export async function fineTune(options: FineTuneOptions): Promise<LinearEvalResu
   const trainer = new Trainer({
     model,
     recipe: 'supervised',
-    optimizer: { kind: 'sgd', lr: options.lr ?? 0.01, momentum: 0.9, weightDecay: options.weightDecay ?? 0 },
+    optimizer: { kind: 'sgd', lr: options.lr ?? FINETUNE_DEFAULTS.lr, momentum: 0.9, weightDecay: options.weightDecay ?? 0 },
   });
   const result = await fit({
     trainer,
     data: options.train,
-    epochs: options.epochs ?? 30,
+    epochs: options.epochs ?? FINETUNE_DEFAULTS.epochs,
     schedule: { kind: 'cosine' },
     onStepEnd: options.onStepEnd,
     onEpochEnd: async (info) => {

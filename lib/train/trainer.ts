@@ -3,7 +3,9 @@
 // so a run resumes from a checkpoint in s2bnn or in the reference code.
 import { PyValue } from '../checkpoint';
 import { Model } from '../models';
+import type { NativeOptimizerOptions, NativeTrainerSpec, ParamStateHandle, StepResult, TrainerHandle } from '../binding';
 import { TensorHandle, native } from '../native';
+import { withDefaults } from '../defaults';
 import { Tensor, tensor } from '../tensor';
 
 export type Recipe = 'supervised' | 'contrastive' | 'contrastive+distill' | 'distill';
@@ -78,48 +80,49 @@ export interface TrainerOptions {
   timePhases?: boolean;
 }
 
-export interface StepResult {
-  loss: number;
-  batch: number;
-  /** InfoNCE part (contrastive recipes). */
-  contrastive?: number;
-  /** Distribution-loss part (distillation recipes). */
-  distill?: number;
-  /** Top-1 / top-5 accuracy of the InfoNCE positive or of the label, in [0, 1]. */
-  acc1?: number;
-  acc5?: number;
-  /**
-   * With TrainerOptions.timePhases: milliseconds per phase in step order: student (forward),
-   * keys, teacher, loss, backward, optimizer (the phases the recipe has; supervised: forward).
-   */
-  phases?: Record<string, number>;
+export type { StepResult } from '../binding';
+
+// The defaults of TrainerOptions and OptimizerOptions, in one place: the native trainer receives
+// every field resolved.
+const TRAINER_DEFAULTS: Omit<NativeTrainerSpec, 'model' | 'teacher' | 'recipe' | 'optimizer' | 'featureMean' | 'featureStd'> = {
+  temperature: 0.2,
+  distillTemperature: 0.2,
+  momentum: 0.999,
+  contrastiveWeight: 1,
+  distillWeight: 1,
+  keyGroups: 8,
+  seed: 0,
+  timePhases: false,
+  teacherDtype: 'float32',
+  computeDtype: 'float32',
+};
+const ADAM_DEFAULTS = { weightDecay: 0, betas: [0.9, 0.999] as [number, number], eps: 1e-8 };
+const SGD_DEFAULTS = { weightDecay: 0, momentum: 0.9, dampening: 0, nesterov: false };
+
+function resolveOptimizer(options: OptimizerOptions): NativeOptimizerOptions {
+  if (options === null || typeof options !== 'object') throw trainerArgument('optimizer must be an object');
+  if (options.kind === 'adam') return { kind: 'adam', lr: options.lr, ...withDefaults(ADAM_DEFAULTS, options) };
+  if (options.kind === 'sgd') return { kind: 'sgd', lr: options.lr, ...withDefaults(SGD_DEFAULTS, options) };
+  throw trainerArgument(`optimizer.kind must be 'adam' or 'sgd', got '${String((options as { kind?: unknown }).kind)}'`);
 }
 
-interface ParamStateHandle {
-  step?: number;
-  expAvg?: TensorHandle;
-  expAvgSq?: TensorHandle;
-  momentumBuffer?: TensorHandle;
+function trainerArgument(message: string): Error {
+  return Object.assign(new Error(message), { code: 'S2BNN_ARGUMENT' });
 }
 
-interface TrainerHandle {
-  step(views: TensorHandle[], labels: TensorHandle | null): Promise<StepResult>;
-  readonly lr: number;
-  setLr(lr: number): void;
-  readonly steps: number;
-  setSteps(steps: number): void;
-  parameterNames(): string[];
-  optimizerState(): ParamStateHandle[];
-  loadOptimizerState(state: ParamStateHandle[]): void;
-  fold(): void;
-  teacherTargets(images: TensorHandle): TensorHandle;
+function resolveTrainerSpec(options: TrainerOptions): NativeTrainerSpec {
+  if (!(options.model instanceof Model)) throw trainerArgument('model must be a Model');
+  if (options.teacher !== undefined && !(options.teacher instanceof Model)) throw trainerArgument('teacher must be a Model');
+  return {
+    ...withDefaults(TRAINER_DEFAULTS, options),
+    model: options.model.nativeHandle,
+    teacher: options.teacher?.nativeHandle ?? null,
+    recipe: options.recipe,
+    optimizer: resolveOptimizer(options.optimizer),
+    featureMean: options.featureMean?.handle ?? null,
+    featureStd: options.featureStd?.handle ?? null,
+  };
 }
-
-interface TrainBindings {
-  createTrainer(spec: Record<string, unknown>): TrainerHandle;
-}
-
-const bindings = () => native() as unknown as TrainBindings;
 
 /** A NaN or infinite loss: the step stopped before updating the weights. */
 export class NonFiniteLossError extends Error {
@@ -138,24 +141,7 @@ export class Trainer {
   constructor(readonly options: TrainerOptions) {
     this.recipe = options.recipe;
     this.optimizerOptions = options.optimizer;
-    this.handle = bindings().createTrainer({
-      model: options.model.nativeHandle,
-      teacher: options.teacher?.nativeHandle,
-      recipe: options.recipe,
-      optimizer: options.optimizer,
-      temperature: options.temperature,
-      distillTemperature: options.distillTemperature,
-      momentum: options.momentum,
-      contrastiveWeight: options.contrastiveWeight,
-      distillWeight: options.distillWeight,
-      keyGroups: options.keyGroups,
-      seed: options.seed,
-      featureMean: options.featureMean?.handle,
-      featureStd: options.featureStd?.handle,
-      timePhases: options.timePhases,
-      teacherDtype: options.teacherDtype,
-      computeDtype: options.computeDtype,
-    });
+    this.handle = native().createTrainer(resolveTrainerSpec(options));
   }
 
   /** Linear probes: writes the probe, folded over the standardization, into the model's fc. */

@@ -1,4 +1,4 @@
-// Module entry point, shared boundary helpers, and the runtime controls (threads, seeds, grad
+// Module entry point, the asynchronous work and reference helpers, and the runtime controls (threads, seeds, grad
 // mode, memory statistics, build facts).
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
@@ -19,21 +19,6 @@
 #endif
 
 namespace s2bnn::binding {
-
-Napi::Error make_error(Napi::Env env, const std::string& message, const char* code) {
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, code));
-  return error;
-}
-
-std::string torch_message(const c10::Error& error) {
-  std::string message = error.what_without_backtrace();
-  // Drop the "Exception raised from ... (most recent call first)" trailer if present.
-  const auto trailer = message.find("\nException raised from");
-  if (trailer != std::string::npos) message.erase(trailer);
-  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
-  return message;
-}
 
 // ---- PromiseWorker ----------------------------------------------------------------------------
 
@@ -109,51 +94,6 @@ void ReferenceReleaser::shutdown() {
 }
 
 AddonState& state(Napi::Env env) { return *env.GetInstanceData<AddonState>(); }
-
-// ---- argument helpers -------------------------------------------------------------------------
-
-int64_t integer(Napi::Env env, const Napi::Value& value, const char* name) {
-  if (value.IsBigInt()) {
-    bool lossless = false;
-    const int64_t v = value.As<Napi::BigInt>().Int64Value(&lossless);
-    if (!lossless) throw_argument(env, std::string(name) + " does not fit in int64");
-    return v;
-  }
-  if (!value.IsNumber()) throw_argument(env, std::string(name) + " must be an integer");
-  const double v = value.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(v) || std::floor(v) != v || std::fabs(v) > 9007199254740991.0) {
-    std::ostringstream message;
-    message << name << " must be an integer, got " << v;
-    throw_argument(env, message.str());
-  }
-  return static_cast<int64_t>(v);
-}
-
-double number(Napi::Env env, const Napi::Value& value, const char* name) {
-  if (!value.IsNumber()) throw_argument(env, std::string(name) + " must be a number");
-  return value.As<Napi::Number>().DoubleValue();
-}
-
-bool boolean(Napi::Env env, const Napi::Value& value, const char* name) {
-  if (!value.IsBoolean()) throw_argument(env, std::string(name) + " must be a boolean");
-  return value.As<Napi::Boolean>().Value();
-}
-
-std::string string(Napi::Env env, const Napi::Value& value, const char* name) {
-  if (!value.IsString()) throw_argument(env, std::string(name) + " must be a string");
-  return value.As<Napi::String>().Utf8Value();
-}
-
-std::vector<int64_t> int_list(Napi::Env env, const Napi::Value& value, const char* name) {
-  if (!value.IsArray()) throw_argument(env, std::string(name) + " must be an array of integers");
-  const Napi::Array array = value.As<Napi::Array>();
-  std::vector<int64_t> out(array.Length());
-  for (uint32_t i = 0; i < array.Length(); ++i) {
-    const std::string element = std::string(name) + "[" + std::to_string(i) + "]";
-    out[i] = integer(env, array.Get(i), element.c_str());
-  }
-  return out;
-}
 
 struct DtypeName {
   const char* name;
@@ -335,6 +275,7 @@ void init_runtime(Napi::Env env, Napi::Object exports) {
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* addon_state = new AddonState();
   addon_state->releaser = std::make_shared<ReferenceReleaser>(env);
+  addon_state->tensors = make_tensor_registry();
   env.SetInstanceData<AddonState>(addon_state);
   // Runs before the instance data is freed: afterwards no reference may be touched.
   env.AddCleanupHook([releaser = addon_state->releaser]() { releaser->shutdown(); });
@@ -344,7 +285,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   init_checkpoint(env, exports);
   init_model(env, exports);
   init_train(env, exports);
-  init_data(env, exports);
+  init_datasets(env, exports);
+  init_loader(env, exports);
   init_deploy(env, exports);
   return exports;
 }

@@ -1,11 +1,10 @@
-// The boundary between Node and libtorch: error translation, argument parsing, and the per-env
-// state every binding file shares. This folder is the only place that includes napi.h.
+// The boundary between Node and libtorch: error translation and argument parsing (arguments.h),
+// asynchronous work, and the per-env state every binding file shares. Only this folder and the
+// test addon (native/testing) include napi.h.
 #pragma once
 
 #include <ATen/ATen.h>
 #include <napi.h>
-
-#include <stdexcept>
 
 #include <functional>
 #include <memory>
@@ -14,45 +13,16 @@
 #include <thread>
 #include <vector>
 
+#include "arguments.h"
+
 namespace s2bnn::nn {
 class Model;
 }
+namespace s2bnn::data {
+class ImageSource;
+}
 
 namespace s2bnn::binding {
-
-// Error codes on the JS Error's `code` property.
-inline constexpr const char* kCodeTorch = "S2BNN_TORCH";        // libtorch rejected the call
-inline constexpr const char* kCodeArgument = "S2BNN_ARGUMENT";  // bad argument at the boundary
-inline constexpr const char* kCodeDisposed = "S2BNN_DISPOSED";  // tensor used after dispose()
-inline constexpr const char* kCodeInternal = "S2BNN_INTERNAL";  // any other C++ exception
-inline constexpr const char* kCodeCheckpoint = "S2BNN_CHECKPOINT";  // unreadable/unwritable file
-inline constexpr const char* kCodeNonFinite = "S2BNN_NONFINITE_LOSS";  // a training step's loss was NaN/Inf
-inline constexpr const char* kCodeDataset = "S2BNN_DATASET";  // a dataset that cannot be opened
-inline constexpr const char* kCodeBadImage = "S2BNN_BAD_IMAGE";  // a sample that cannot be decoded
-
-Napi::Error make_error(Napi::Env env, const std::string& message, const char* code);
-
-[[noreturn]] inline void throw_argument(Napi::Env env, const std::string& message) {
-  throw make_error(env, message, kCodeArgument);
-}
-
-// libtorch messages carry a C++ backtrace and source location after the first lines; users get
-// the message itself.
-std::string torch_message(const c10::Error& error);
-
-// Runs `body` and turns every C++ exception into a JS Error: nothing escapes as a crash.
-template <typename Body>
-Napi::Value guarded(Napi::Env env, Body&& body) {
-  try {
-    return body();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const c10::Error& error) {
-    throw make_error(env, torch_message(error), kCodeTorch);
-  } catch (const std::exception& error) {
-    throw make_error(env, error.what(), kCodeInternal);
-  }
-}
 
 // Thrown by a PromiseWorker's work to reject with a specific code.
 struct CodedError : std::runtime_error {
@@ -106,6 +76,9 @@ class ReferenceReleaser {
   Napi::ThreadSafeFunction wake_;
 };
 
+// The tensor handles that hold memory (tensor.cpp).
+class TensorRegistry;
+
 struct AddonState {
   Napi::FunctionReference tensor_constructor;
   Napi::FunctionReference checkpoint_constructor;
@@ -116,16 +89,10 @@ struct AddonState {
   Napi::FunctionReference loader_constructor;
   Napi::FunctionReference packed_model_constructor;
   std::shared_ptr<ReferenceReleaser> releaser;
+  std::shared_ptr<TensorRegistry> tensors;
 };
 
 AddonState& state(Napi::Env env);
-
-// Argument helpers: each names the argument in its error.
-std::vector<int64_t> int_list(Napi::Env env, const Napi::Value& value, const char* name);
-int64_t integer(Napi::Env env, const Napi::Value& value, const char* name);
-double number(Napi::Env env, const Napi::Value& value, const char* name);
-bool boolean(Napi::Env env, const Napi::Value& value, const char* name);
-std::string string(Napi::Env env, const Napi::Value& value, const char* name);
 
 at::ScalarType parse_dtype(Napi::Env env, const std::string& name);
 const char* dtype_name(at::ScalarType type);
@@ -141,6 +108,8 @@ Napi::Array strings(Napi::Env env, const std::vector<std::string>& values);
 // Tensor handles (tensor.cpp).
 at::Tensor& unwrap(Napi::Env env, const Napi::Value& value, const char* name);
 Napi::Object wrap(Napi::Env env, at::Tensor tensor);
+// Creates the per-env tensor registry (before any tensor is wrapped).
+std::shared_ptr<TensorRegistry> make_tensor_registry();
 void init_tensor(Napi::Env env, Napi::Object exports);
 void init_ops(Napi::Env env, Napi::Object exports);
 void init_runtime(Napi::Env env, Napi::Object exports);
@@ -150,7 +119,10 @@ void init_train(Napi::Env env, Napi::Object exports);
 
 // Model handles (model.cpp): the native model behind a ModelHandle, or an argument error.
 std::shared_ptr<nn::Model> unwrap_model(Napi::Env env, const Napi::Value& value, const char* name);
-void init_data(Napi::Env env, Napi::Object exports);
+// Dataset handles (datasets.cpp): the source behind an InMemoryDataset or ImageFolder handle.
+std::shared_ptr<const data::ImageSource> unwrap_source(Napi::Env env, const Napi::Value& value, const char* name);
+void init_datasets(Napi::Env env, Napi::Object exports);
+void init_loader(Napi::Env env, Napi::Object exports);
 void init_deploy(Napi::Env env, Napi::Object exports);
 
 }  // namespace s2bnn::binding

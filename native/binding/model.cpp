@@ -8,80 +8,71 @@
 namespace s2bnn::binding {
 namespace {
 
-std::string optional_string(Napi::Env env, const Napi::Object& spec, const char* key, const std::string& fallback) {
-  const Napi::Value v = spec.Get(key);
-  return v.IsUndefined() ? fallback : string(env, v, key);
-}
-
-int64_t optional_int(Napi::Env env, const Napi::Object& spec, const char* key, int64_t fallback) {
-  const Napi::Value v = spec.Get(key);
-  return v.IsUndefined() ? fallback : integer(env, v, key);
-}
-
-nn::HeadOptions head_options(Napi::Env env, const Napi::Object& spec) {
+// lib/models.ts resolves every field of a spec (lib/binding/models.ts); the checks here guard
+// the native builders' invariants.
+nn::HeadOptions head_options(const Options& spec) {
   nn::HeadOptions head;
-  const std::string kind = optional_string(env, spec, "head", "linear");
+  const std::string kind = spec.string("head");
   if (kind == "linear") {
     head.kind = nn::Head::Linear;
   } else if (kind == "mlp") {
     head.kind = nn::Head::Mlp;
   } else {
-    throw_argument(env, "head must be 'linear' or 'mlp', got '" + kind + "'");
+    throw_argument(spec.env(), spec.name("head") + " must be 'linear' or 'mlp', got '" + kind + "'");
   }
-  head.classes = optional_int(env, spec, "numClasses", 1000);
-  head.dim = optional_int(env, spec, "mlpDim", 128);
-  if (head.classes < 1 || head.dim < 1) throw_argument(env, "numClasses and mlpDim must be >= 1");
+  head.classes = spec.integer("numClasses");
+  head.dim = spec.integer("mlpDim");
+  if (head.classes < 1 || head.dim < 1) throw_argument(spec.env(), "numClasses and mlpDim must be >= 1");
   return head;
 }
 
-bool small_stem(Napi::Env env, const Napi::Object& spec) {
-  const std::string stem = optional_string(env, spec, "stem", "imagenet");
-  if (stem != "imagenet" && stem != "small") throw_argument(env, "stem must be 'imagenet' or 'small', got '" + stem + "'");
+bool small_stem(const Options& spec) {
+  const std::string stem = spec.string("stem");
+  if (stem != "imagenet" && stem != "small") {
+    throw_argument(spec.env(), spec.name("stem") + " must be 'imagenet' or 'small', got '" + stem + "'");
+  }
   return stem == "small";
 }
 
-nn::ModelPtr build(Napi::Env env, const Napi::Object& spec, int depth) {
+nn::ModelPtr build(const Options& spec, int depth) {
+  const Napi::Env env = spec.env();
   if (depth > 2) throw_argument(env, "model specs nest at most one encoder");
-  const std::string arch = string(env, spec.Get("arch"), "arch");
+  const std::string arch = spec.string("arch");
   if (arch == "reactnet-a") {
     nn::ReActNetOptions options;
-    const std::string binarize = optional_string(env, spec, "binarize", "both");
+    const std::string binarize = spec.string("binarize");
     if (binarize != "both" && binarize != "activations") {
       throw_argument(env, "binarize must be 'activations' (step 1) or 'both' (step 2), got '" + binarize + "'");
     }
     options.binarize_weights = binarize == "both";
-    options.head = head_options(env, spec);
-    options.in_channels = optional_int(env, spec, "inChannels", 3);
-    options.small_stem = small_stem(env, spec);
-    const Napi::Value width = spec.Get("width");
-    options.width = width.IsUndefined() ? 1.0 : number(env, width, "width");
+    options.head = head_options(spec);
+    options.in_channels = spec.integer("inChannels");
+    options.small_stem = small_stem(spec);
+    options.width = spec.number("width");
     return std::make_shared<nn::ReActNetA>(options);
   }
   if (arch == "resnet18" || arch == "resnet34" || arch == "resnet50") {
     nn::ResNetOptions options;
     options.depth = std::stoi(arch.substr(6));
-    options.head = head_options(env, spec);
-    options.in_channels = optional_int(env, spec, "inChannels", 3);
-    options.small_stem = small_stem(env, spec);
-    const Napi::Value width = spec.Get("width");
-    options.width = width.IsUndefined() ? 1.0 : number(env, width, "width");
+    options.head = head_options(spec);
+    options.in_channels = spec.integer("inChannels");
+    options.small_stem = small_stem(spec);
+    options.width = spec.number("width");
     return std::make_shared<nn::ResNet>(options);
   }
   if (arch == "moco") {
-    const Napi::Value encoder = spec.Get("encoder");
-    if (!encoder.IsObject()) throw_argument(env, "a moco model needs an encoder spec");
-    const Napi::Object encoder_spec = encoder.As<Napi::Object>();
-    const int64_t dim = optional_int(env, spec, "dim", 128);
-    const int64_t queue = optional_int(env, spec, "queueSize", 65536);
+    if (!spec.value("encoder").IsObject()) throw_argument(env, "a moco model needs an encoder spec");
+    const Options encoder = spec.object("encoder");
+    const int64_t dim = spec.integer("dim");
+    const int64_t queue = spec.integer("queueSize");
     // Both encoders are built here, on the JS thread, from the same spec.
-    nn::ModelPtr q = build(env, encoder_spec, depth + 1), k = build(env, encoder_spec, depth + 1);
+    nn::ModelPtr q = build(encoder, depth + 1), k = build(encoder, depth + 1);
     std::vector<nn::ModelPtr> made = {q, k};
     size_t next = 0;
     return std::make_shared<nn::MoCo>([&] { return made.at(next++); }, dim, queue);
   }
   throw_argument(env, "unknown arch '" + arch + "' (expected reactnet-a, resnet18, resnet34, resnet50 or moco)");
 }
-
 
 template <typename Item>
 std::vector<std::pair<std::string, at::Tensor>> from_dict(const torch::OrderedDict<std::string, Item>& dict) {
@@ -246,7 +237,7 @@ Napi::Value create_model(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     if (!info[0].IsObject()) throw_argument(env, "createModel needs a spec object");
-    nn::ModelPtr model = build(env, info[0].As<Napi::Object>(), 0);
+    nn::ModelPtr model = build(Options(env, info[0], ""), 0);
     Napi::Object handle = state(env).model_constructor.New({});
     ModelHandle::Unwrap(handle)->model = std::move(model);
     return handle;

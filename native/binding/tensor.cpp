@@ -4,11 +4,42 @@
 #include <cstring>
 #include <functional>
 #include <sstream>
+#include <unordered_set>
 #include <unordered_map>
 
 #include "common.h"
 
 namespace s2bnn::binding {
+namespace {
+class TensorHandle;
+}  // namespace
+
+// Every handle that holds a tensor. Node runs finalizers from the event loop, not from the
+// garbage collection that found their objects, so a synchronous loop that forgets tensors would
+// hold every one of them until it yields (400,000 64x64 tensors: 13.8 GB). The collection does
+// clear the handles' weak references at once, though: after every `kSweepBytes` of new tensors
+// the registry releases the tensors of handles whose JS object is already gone, and their
+// finalizers later find them empty.
+class TensorRegistry {
+ public:
+  static constexpr int64_t kSweepBytes = int64_t(256) << 20;
+
+  void add(TensorHandle* handle, int64_t bytes) {
+    handles_.insert(handle);
+    since_sweep_ += bytes;
+  }
+  void remove(TensorHandle* handle) { handles_.erase(handle); }
+  bool due() const { return since_sweep_ >= kSweepBytes; }
+  // Releases the tensors of collected handles; returns how many.
+  int64_t sweep(Napi::Env env);
+
+ private:
+  std::unordered_set<TensorHandle*> handles_;
+  int64_t since_sweep_ = 0;
+};
+
+std::shared_ptr<TensorRegistry> make_tensor_registry() { return std::make_shared<TensorRegistry>(); }
+
 namespace {
 
 class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
@@ -21,11 +52,18 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   void assign(Napi::Env env, at::Tensor tensor, bool report_memory) {
     tensor_ = std::move(tensor);
     disposed_ = false;
+    const int64_t bytes = static_cast<int64_t>(tensor_.numel() * tensor_.element_size());
     if (report_memory) {
-      reported_bytes_ = static_cast<int64_t>(tensor_.numel() * tensor_.element_size());
+      reported_bytes_ = bytes;
       if (reported_bytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, reported_bytes_);
     }
+    registry_ = state(env).tensors;
+    if (registry_->due()) registry_->sweep(env);
+    registry_->add(this, bytes);
   }
+
+  // The JS object is gone (its weak reference cleared) but the finalizer has not run yet.
+  bool collected() { return Value().IsEmpty(); }
 
   at::Tensor& tensor(Napi::Env env) {
     if (disposed_) {
@@ -35,10 +73,13 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   }
 
  private:
+  friend class binding::TensorRegistry;
+
   void release() {
     if (disposed_) return;
     tensor_ = at::Tensor();
     disposed_ = true;
+    if (registry_) registry_->remove(this);
     if (reported_bytes_ > 0) {
       Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_bytes_);
       reported_bytes_ = 0;
@@ -78,7 +119,23 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   at::Tensor tensor_;
   bool disposed_ = true;
   int64_t reported_bytes_ = 0;
+  std::shared_ptr<TensorRegistry> registry_;  // shared: a finalizer may run after the env's state is gone
 };
+
+}  // namespace
+
+int64_t TensorRegistry::sweep(Napi::Env env) {
+  since_sweep_ = 0;
+  Napi::HandleScope scope(env);
+  std::vector<TensorHandle*> gone;
+  for (TensorHandle* handle : handles_) {
+    if (handle->collected()) gone.push_back(handle);
+  }
+  for (TensorHandle* handle : gone) handle->release();
+  return static_cast<int64_t>(gone.size());
+}
+
+namespace {
 
 TensorHandle* handle_of(Napi::Env env, const Napi::Value& value, const char* name) {
   if (!value.IsObject()) throw_argument(env, std::string(name) + " must be a Tensor");

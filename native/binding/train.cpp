@@ -12,39 +12,26 @@
 namespace s2bnn::binding {
 namespace {
 
-double optional_number(Napi::Env env, const Napi::Object& spec, const char* key, double fallback) {
-  const Napi::Value v = spec.Get(key);
-  return v.IsUndefined() ? fallback : number(env, v, key);
-}
-
-train::OptimizerOptions optimizer_options(Napi::Env env, const Napi::Value& value) {
+// lib/train/trainer.ts resolves every option (lib/binding/train.ts); the checks here guard the
+// native trainer's invariants.
+train::OptimizerOptions optimizer_options(const Options& spec) {
   train::OptimizerOptions options;
-  if (value.IsUndefined()) return options;
-  if (!value.IsObject()) throw_argument(env, "optimizer must be an object");
-  const Napi::Object spec = value.As<Napi::Object>();
-  const Napi::Value kind = spec.Get("kind");
-  const std::string name = kind.IsUndefined() ? "adam" : string(env, kind, "optimizer.kind");
+  const std::string name = spec.string("kind");
   if (name == "adam") {
     options.kind = train::OptimizerKind::Adam;
+    std::tie(options.beta1, options.beta2) = spec.range("betas");
+    options.eps = spec.number("eps");
   } else if (name == "sgd") {
     options.kind = train::OptimizerKind::Sgd;
+    options.momentum = spec.number("momentum");
+    options.dampening = spec.number("dampening");
+    options.nesterov = spec.boolean("nesterov");
   } else {
-    throw_argument(env, "optimizer.kind must be 'adam' or 'sgd', got '" + name + "'");
+    throw_argument(spec.env(), spec.name("kind") + " must be 'adam' or 'sgd', got '" + name + "'");
   }
-  options.lr = optional_number(env, spec, "lr", options.kind == train::OptimizerKind::Adam ? 3e-4 : 0.1);
-  options.weight_decay = optional_number(env, spec, "weightDecay", 0);
-  const Napi::Value betas = spec.Get("betas");
-  if (!betas.IsUndefined()) {
-    if (!betas.IsArray() || betas.As<Napi::Array>().Length() != 2) throw_argument(env, "optimizer.betas must be [beta1, beta2]");
-    options.beta1 = number(env, betas.As<Napi::Array>().Get(0u), "optimizer.betas[0]");
-    options.beta2 = number(env, betas.As<Napi::Array>().Get(1u), "optimizer.betas[1]");
-  }
-  options.eps = optional_number(env, spec, "eps", options.eps);
-  options.momentum = optional_number(env, spec, "momentum", options.momentum);
-  options.dampening = optional_number(env, spec, "dampening", 0);
-  const Napi::Value nesterov = spec.Get("nesterov");
-  options.nesterov = nesterov.IsUndefined() ? false : boolean(env, nesterov, "optimizer.nesterov");
-  if (!std::isfinite(options.lr) || options.lr < 0) throw_argument(env, "optimizer.lr must be a finite number >= 0");
+  options.lr = spec.number("lr");
+  options.weight_decay = spec.number("weightDecay");
+  if (options.lr < 0) throw_argument(spec.env(), "optimizer.lr must be a finite number >= 0");
   return options;
 }
 
@@ -236,39 +223,37 @@ Napi::Value create_trainer(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     if (!info[0].IsObject()) throw_argument(env, "createTrainer needs a spec object");
-    const Napi::Object spec = info[0].As<Napi::Object>();
-    nn::ModelPtr model = unwrap_model(env, spec.Get("model"), "model");
-    const Napi::Value teacher_value = spec.Get("teacher");
-    nn::ModelPtr teacher =
-        teacher_value.IsUndefined() || teacher_value.IsNull() ? nullptr : unwrap_model(env, teacher_value, "teacher");
+    const Options spec(env, info[0], "");
+    nn::ModelPtr model = unwrap_model(env, spec.value("model"), "model");
+    const Napi::Value teacher_value = spec.value("teacher");
+    nn::ModelPtr teacher = teacher_value.IsNull() ? nullptr : unwrap_model(env, teacher_value, "teacher");
     train::TrainerOptions options;
     try {
-      options.recipe = train::parse_recipe(string(env, spec.Get("recipe"), "recipe"));
+      options.recipe = train::parse_recipe(spec.string("recipe"));
     } catch (const c10::Error& error) {
       throw_argument(env, torch_message(error));
     }
-    options.temperature = optional_number(env, spec, "temperature", options.temperature);
-    options.distill_temperature = optional_number(env, spec, "distillTemperature", options.distill_temperature);
-    options.momentum = optional_number(env, spec, "momentum", options.momentum);
-    options.contrastive_weight = optional_number(env, spec, "contrastiveWeight", 1);
-    options.distill_weight = optional_number(env, spec, "distillWeight", 1);
-    options.key_groups = static_cast<int64_t>(optional_number(env, spec, "keyGroups", 8));
-    options.seed = static_cast<uint64_t>(optional_number(env, spec, "seed", 0));
+    options.temperature = spec.number("temperature");
+    options.distill_temperature = spec.number("distillTemperature");
+    options.momentum = spec.number("momentum");
+    options.contrastive_weight = spec.number("contrastiveWeight");
+    options.distill_weight = spec.number("distillWeight");
+    options.key_groups = spec.integer("keyGroups");
+    const int64_t seed = spec.integer("seed");
+    if (seed < 0) throw_argument(env, "seed must be >= 0");
+    options.seed = static_cast<uint64_t>(seed);
     const auto precision = [&](const char* key) {
-      const Napi::Value value = spec.Get(key);
-      if (value.IsUndefined() || value.IsNull()) return at::kFloat;
-      const std::string name = string(env, value, key);
+      const std::string name = spec.string(key);
       if (name != "float32" && name != "bfloat16") throw_argument(env, std::string(key) + " must be float32 or bfloat16, got '" + name + "'");
       return name == "bfloat16" ? at::kBFloat16 : at::kFloat;
     };
     options.teacher_dtype = precision("teacherDtype");
     options.compute_dtype = precision("computeDtype");
-    const Napi::Value time_phases = spec.Get("timePhases");
-    options.time_phases = !time_phases.IsUndefined() && boolean(env, time_phases, "timePhases");
-    const Napi::Value mean = spec.Get("featureMean"), std = spec.Get("featureStd");
-    if (!mean.IsUndefined() && !mean.IsNull()) options.feature_mean = unwrap(env, mean, "featureMean");
-    if (!std.IsUndefined() && !std.IsNull()) options.feature_std = unwrap(env, std, "featureStd");
-    auto trainer = std::make_shared<train::Trainer>(model, teacher, options, optimizer_options(env, spec.Get("optimizer")));
+    options.time_phases = spec.boolean("timePhases");
+    const Napi::Value mean = spec.value("featureMean"), std = spec.value("featureStd");
+    if (!mean.IsNull()) options.feature_mean = unwrap(env, mean, "featureMean");
+    if (!std.IsNull()) options.feature_std = unwrap(env, std, "featureStd");
+    auto trainer = std::make_shared<train::Trainer>(model, teacher, options, optimizer_options(spec.object("optimizer")));
     Napi::Object handle = state(env).trainer_constructor.New({});
     TrainerHandle::Unwrap(handle)->trainer = std::move(trainer);
     return handle;
@@ -319,14 +304,12 @@ Napi::Value knn_scores(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     at::Tensor train_features = unwrap(env, info[0], "trainFeatures"), train_labels = unwrap(env, info[1], "trainLabels");
     at::Tensor test_features = unwrap(env, info[2], "testFeatures");
-    if (!info[3].IsObject()) throw_argument(env, "knnScores needs options {k, temperature, classes}");
-    const Napi::Object spec = info[3].As<Napi::Object>();
+    const Options spec(env, info[3], "options");
     train::KnnOptions options;
-    options.k = integer(env, spec.Get("k"), "k");
-    options.temperature = number(env, spec.Get("temperature"), "temperature");
-    options.classes = integer(env, spec.Get("classes"), "classes");
-    const Napi::Value leave_one_out = spec.Get("leaveOneOut");
-    options.leave_one_out = !leave_one_out.IsUndefined() && boolean(env, leave_one_out, "leaveOneOut");
+    options.k = spec.integer("k");
+    options.temperature = spec.number("temperature");
+    options.classes = spec.integer("classes");
+    options.leave_one_out = spec.boolean("leaveOneOut");
     auto out = std::make_shared<at::Tensor>();
     return run_async(
         env, kCodeTorch,
