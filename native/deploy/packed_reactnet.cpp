@@ -290,7 +290,15 @@ PackedReActNet PackedReActNet::from_tensors(const PackedConfig& config, const st
   for (const auto& [name, tensor] : tensors) {
     if (!taken.count(name)) throw std::runtime_error(where + ": tensor '" + name + "' is not part of the network its config describes");
   }
+  model.prepare();
   return model;
+}
+
+void PackedReActNet::prepare() {
+  for (auto& block : blocks_) {
+    block.conv3x3_prepared = ops::bconv_prepare(block.conv3x3_bits, block.in);
+    block.conv1x1_prepared = ops::bconv_prepare(block.conv1x1_bits, block.in);
+  }
 }
 
 Named PackedReActNet::tensors() const {
@@ -423,18 +431,19 @@ void PackedReActNet::to(const at::Device& device) {
   move(fc_bias_);
   move(fc2_weight_);
   move(fc2_bias_);
+  prepare();
 }
 
 at::Tensor PackedReActNet::block_forward(const PackedBlock& block, const at::Tensor& x) const {
   // 1. sign(x + b11) packed, binary 3x3 with alpha and BN1 in its epilogue; shortcut.
-  at::Tensor y = ops::bconv2d_packed(ops::pack_signs(x, block.move11), block.conv3x3_bits, block.in, block.stride, 1,
-                                     block.conv3x3_scale, block.conv3x3_shift);
+  at::Tensor y = ops::bconv2d_prepared(ops::pack_signs(x, block.move11), block.conv3x3_bits, block.conv3x3_prepared,
+                                       block.in, block.stride, 1, block.conv3x3_scale, block.conv3x3_shift);
   // Training's ceil_mode pooling (see ReActBlockImpl::forward).
   const at::Tensor shortcut = block.stride == 2 ? at::avg_pool2d(x, {2, 2}, {2, 2}, {0, 0}, /*ceil_mode=*/true) : x;
   y = ops::rprelu(y.add_(shortcut), block.move12, block.prelu1, block.move13);
   // 2. sign(y + b21) packed once for the 1x1 stage (both halves when the width doubles).
-  at::Tensor z = ops::bconv2d_packed(ops::pack_signs(y, block.move21), block.conv1x1_bits, block.in, 1, 0,
-                                     block.conv1x1_scale, block.conv1x1_shift);
+  at::Tensor z = ops::bconv2d_prepared(ops::pack_signs(y, block.move21), block.conv1x1_bits, block.conv1x1_prepared,
+                                       block.in, 1, 0, block.conv1x1_scale, block.conv1x1_shift);
   if (block.out == block.in) {
     z.add_(y);
   } else {

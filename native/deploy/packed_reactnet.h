@@ -28,6 +28,9 @@ struct PackedBlock {
   // epilogue out = acc * scale + shift.
   at::Tensor conv3x3_bits, conv3x3_scale, conv3x3_shift;
   at::Tensor conv1x1_bits, conv1x1_scale, conv1x1_shift;
+  // The bits in the layout the device's kernel reads (ops::bconv_prepare), made at load and after
+  // to(): not part of the file.
+  std::vector<at::Tensor> conv3x3_prepared, conv1x1_prepared;
 };
 
 struct PackedConfig {
@@ -77,6 +80,7 @@ class PackedReActNet {
                                      const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                                      const std::string& where);
   at::Tensor block_forward(const PackedBlock& block, const at::Tensor& x) const;
+  void prepare();
 
   PackedConfig config_;
   at::Tensor stem_weight_, stem_bias_;  // BatchNorm folded in

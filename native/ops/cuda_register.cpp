@@ -269,9 +269,11 @@ bool default_mma() {
   return mma;
 }
 
+// The popc kernel reads the weights as [K, O] (coalesced over a warp's output channels); `w_t`
+// is that layout made once (bconv_prepare), or undefined to make it here.
 at::Tensor bconv2d_packed_with(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
                                int64_t padding, const c10::optional<at::Tensor>& scale,
-                               const c10::optional<at::Tensor>& shift, bool mma) {
+                               const c10::optional<at::Tensor>& shift, bool mma, at::Tensor w_t = {}) {
   const kernels::BconvShape s = packed::bconv_shape(x, w, channels, stride, padding, scale, shift);
   const c10::cuda::CUDAGuard guard(x.device());
   const bool affine = scale && scale->defined();
@@ -281,8 +283,7 @@ at::Tensor bconv2d_packed_with(const at::Tensor& x, const at::Tensor& w, int64_t
   if (shift && shift->defined()) sh = shift->contiguous();
   at::Tensor out = at::empty({s.batch, s.out_channels, s.out_height, s.out_width},
                              x.options().dtype(affine ? at::kFloat : at::kInt), at::MemoryFormat::ChannelsLast);
-  // The popc kernel reads the weights as [K, O] (coalesced over a warp's output channels).
-  const at::Tensor wt = mma ? at::Tensor() : wc.reshape({s.out_channels, -1}).t().contiguous();
+  const at::Tensor wt = mma ? at::Tensor() : w_t.defined() ? w_t : wc.reshape({s.out_channels, -1}).t().contiguous();
   launch([&] {
     cuda::bconv2d_packed(words_of(xc), words_of(wc), mma ? nullptr : words_of(wt), s,
                          affine ? sc.data_ptr<float>() : nullptr,
@@ -302,6 +303,26 @@ at::Tensor bconv2d_packed_kernel(const at::Tensor& x, const at::Tensor& w, int64
                                  const c10::optional<at::Tensor>& shift, c10::string_view kernel) {
   return bconv2d_packed_with(x, w, channels, stride, padding, scale, shift,
                              use_mma(std::string(kernel), "bconv2d_packed_kernel"));
+}
+
+std::vector<at::Tensor> bconv_prepare(const at::Tensor& w, int64_t channels) {
+  packed::prepared_weights_args(w, channels);
+  if (default_mma()) return {};
+  const c10::cuda::CUDAGuard guard(w.device());
+  return {w.contiguous().reshape({w.size(0), -1}).t().contiguous()};
+}
+
+at::Tensor bconv2d_prepared(const at::Tensor& x, const at::Tensor& w, at::TensorList prepared, int64_t channels,
+                            int64_t stride, int64_t padding, const c10::optional<at::Tensor>& scale,
+                            const c10::optional<at::Tensor>& shift) {
+  const bool mma = default_mma();
+  if (prepared.empty() || mma) return bconv2d_packed_with(x, w, channels, stride, padding, scale, shift, mma);
+  const at::Tensor& w_t = prepared[0];
+  TORCH_CHECK(prepared.size() == 1 && w_t.device() == x.device() && w_t.scalar_type() == at::kLong &&
+                  w_t.dim() == 2 && w_t.size(1) == w.size(0) && w_t.size(0) * w_t.size(1) == w.numel() &&
+                  w_t.is_contiguous(),
+              "bconv2d_prepared: `prepared` was not made by bconv_prepare on this device for these weights");
+  return bconv2d_packed_with(x, w, channels, stride, padding, scale, shift, false, w_t);
 }
 
 }  // namespace
@@ -324,4 +345,6 @@ TORCH_LIBRARY_IMPL(s2bnn, CUDA, m) {
   m.impl("pack_weights", &s2bnn::cuda_ops::pack_weights);
   m.impl("bconv2d_packed", &s2bnn::cuda_ops::bconv2d_packed);
   m.impl("bconv2d_packed_kernel", &s2bnn::cuda_ops::bconv2d_packed_kernel);
+  m.impl("bconv_prepare", &s2bnn::cuda_ops::bconv_prepare);
+  m.impl("bconv2d_prepared", &s2bnn::cuda_ops::bconv2d_prepared);
 }

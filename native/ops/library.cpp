@@ -43,6 +43,10 @@ TORCH_LIBRARY(s2bnn, m) {
   m.def(
       "bconv2d_packed_kernel(Tensor x, Tensor w, int channels, int stride, int padding, Tensor? scale, "
       "Tensor? shift, str kernel) -> Tensor");
+  m.def("bconv_prepare(Tensor w, int channels) -> Tensor[]");
+  m.def(
+      "bconv2d_prepared(Tensor x, Tensor w, Tensor[] prepared, int channels, int stride, int padding, "
+      "Tensor? scale=None, Tensor? shift=None) -> Tensor");
 
   m.def("sign_ste_reference(Tensor x) -> Tensor");
   m.def("sign_ste_biased_reference(Tensor x, Tensor bias) -> Tensor");
@@ -313,6 +317,20 @@ at::Tensor bconv2d_packed_kernel(const at::Tensor& x, const at::Tensor& w, int64
   return op.call(x, w, channels, stride, padding, scale, shift, kernel);
 }
 
+std::vector<at::Tensor> bconv_prepare(const at::Tensor& w, int64_t channels) {
+  static auto op = find("s2bnn::bconv_prepare").typed<std::vector<at::Tensor>(const at::Tensor&, int64_t)>();
+  return op.call(w, channels);
+}
+
+at::Tensor bconv2d_prepared(const at::Tensor& x, const at::Tensor& w, const std::vector<at::Tensor>& prepared,
+                            int64_t channels, int64_t stride, int64_t padding,
+                            const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& shift) {
+  static auto op = find("s2bnn::bconv2d_prepared")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::TensorList, int64_t, int64_t,
+                                         int64_t, const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&)>();
+  return op.call(x, w, prepared, channels, stride, padding, scale, shift);
+}
+
 }  // namespace s2bnn::ops
 
 TORCH_LIBRARY_IMPL(s2bnn, CompositeExplicitAutograd, m) {
@@ -331,7 +349,8 @@ TORCH_LIBRARY_IMPL(s2bnn, Autograd, m) {
   // The packed ops are inference only: autograd passes straight through to the backend kernel, so
   // inputs that require grad are accepted and the outputs (packed words, integer accumulators, or
   // the float epilogue) never carry a gradient.
-  for (const char* name : {"pack_signs", "pack_weights", "bconv2d_packed", "bconv2d_packed_kernel"}) {
+  for (const char* name : {"pack_signs", "pack_weights", "bconv2d_packed", "bconv2d_packed_kernel", "bconv_prepare",
+                           "bconv2d_prepared"}) {
     m.impl(name, torch::CppFunction::makeFallthrough());
   }
 }

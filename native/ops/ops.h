@@ -81,6 +81,15 @@ at::Tensor bconv2d_packed(const at::Tensor& x, const at::Tensor& w, int64_t chan
 at::Tensor bconv2d_packed_kernel(const at::Tensor& x, const at::Tensor& w, int64_t channels,
                                  int64_t stride, int64_t padding, const c10::optional<at::Tensor>& scale,
                                  const c10::optional<at::Tensor>& shift, const std::string& kernel);
+// A layer's packed weights in the layout its device's default kernel reads (CPU: the tiled
+// kernels' weight blocks and +1 tap values; CUDA popc: the weights transposed to [K, O]; empty
+// where the kernel reads the packed weights as they are), for a model to make once at load.
+std::vector<at::Tensor> bconv_prepare(const at::Tensor& w, int64_t channels);
+// bconv2d_packed with the weights' prepared layout: the same result, without re-laying the
+// weights out on every call.
+at::Tensor bconv2d_prepared(const at::Tensor& x, const at::Tensor& w, const std::vector<at::Tensor>& prepared,
+                            int64_t channels, int64_t stride, int64_t padding,
+                            const c10::optional<at::Tensor>& scale = {}, const c10::optional<at::Tensor>& shift = {});
 // The CPU kernels this machine supports, the default (what bconv2d_packed runs) first.
 std::vector<std::string> bconv2d_packed_cpu_kernels();
 

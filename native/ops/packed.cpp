@@ -211,6 +211,17 @@ at::Tensor pack_weights_cpu(const at::Tensor& w) {
 
 // ---- convolution -----------------------------------------------------------------------------
 
+void prepared_weights_args(const at::Tensor& w, int64_t channels) {
+  constexpr const char* op = "bconv_prepare";
+  TORCH_CHECK(w.defined(), op, ": w is undefined");
+  TORCH_CHECK(w.scalar_type() == at::kLong, op, ": w must be int64 packed weights from pack_weights, got ",
+              w.scalar_type());
+  checks::rank(op, "w", w, 4, "[out_channels, kH, kW, words] (from pack_weights)");
+  const int64_t words = w.size(3);
+  TORCH_CHECK(channels > 64 * (words - 1) && channels <= 64 * words, op, ": channels must be in (", 64 * (words - 1),
+              ", ", 64 * words, "] for ", words, " packed words per pixel, got ", channels);
+}
+
 // Checks shared by the CPU and CUDA kernels; returns the geometry.
 BconvShape bconv_shape(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
                        int64_t padding, const c10::optional<at::Tensor>& scale,
@@ -566,19 +577,32 @@ void run_mma_emulation(const uint64_t* x, const uint64_t* w, const BconvShape& s
   });
 }
 
-void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const Epilogue& epi, Kernel kernel) {
-  const int64_t O = s.out_channels, k = s.kernel, taps = k * k, Cw = s.words, p = s.padding;
-  const int64_t K = taps * Cw;  // words per patch
-  const bool half = kernel == Kernel::Avx512 && s.channels <= 32;
+// What the tiled kernels read of the weights: [block][K][nr] words (lanes of o >= O are 0 and
+// discarded; 32-bit words for the half-word AVX-512 tile) and the +1 tap values [taps][O]. A
+// packed model makes them once (bconv_prepare); a plain bconv2d_packed call makes them each time.
+struct TiledWeights {
+  at::Tensor blocked;   // int32 storage
+  at::Tensor plus_one;  // int32 [taps * O]
+};
+
+bool half_words(Kernel kernel, int64_t channels) { return kernel == Kernel::Avx512 && channels <= 32; }
+
+int64_t tiled_blocked_ints(int64_t out_channels, int64_t K, bool half) {
+  const int64_t nr = half ? kNRHalf : kNR;
+  return (out_channels + nr - 1) / nr * K * nr * (half ? 1 : 2);
+}
+
+TiledWeights tile_weights(const uint64_t* w, int64_t O, int64_t taps, int64_t Cw, int64_t channels, Kernel kernel) {
+  const int64_t K = taps * Cw;
+  const bool half = half_words(kernel, channels);
   const int64_t nr = half ? kNRHalf : kNR;
   const int64_t blocks = (O + nr - 1) / nr;
-  // Weights as [block][K][nr] (lanes of o >= O are 0 and discarded) and the +1 tap values.
   // Scratch as tensors: the s2bnn CPU allocator reuses blocks of 256 KiB and more, so the 1.2 MB
   // of the largest layer is neither faulted in nor zeroed serially on every call.
-  const at::Tensor wb_buffer = at::empty({blocks * K * nr * (half ? 1 : 2)}, at::kInt);
-  uint64_t* wb = half ? nullptr : reinterpret_cast<uint64_t*>(wb_buffer.data_ptr<int32_t>());
-  uint32_t* wb32 = half ? reinterpret_cast<uint32_t*>(wb_buffer.data_ptr<int32_t>()) : nullptr;
-  std::vector<int32_t> plus_one(static_cast<size_t>(taps * O));
+  TiledWeights out{at::empty({tiled_blocked_ints(O, K, half)}, at::kInt), at::empty({taps * O}, at::kInt)};
+  uint64_t* wb = half ? nullptr : reinterpret_cast<uint64_t*>(out.blocked.data_ptr<int32_t>());
+  uint32_t* wb32 = half ? reinterpret_cast<uint32_t*>(out.blocked.data_ptr<int32_t>()) : nullptr;
+  int32_t* plus_one = out.plus_one.data_ptr<int32_t>();
   // In parallel too: serial, it was a quarter of the 1024-channel 7x7 layer's time at 2 threads.
   at::parallel_for(0, blocks, 1, [&](int64_t blk_begin, int64_t blk_end) {
     for (int64_t o = blk_begin * nr; o < blk_end * nr; ++o) {
@@ -593,10 +617,23 @@ void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const 
       }
       if (o >= O) continue;
       for (int64_t t = 0; t < taps; ++t) {
-        plus_one[t * O + o] = static_cast<int32_t>(kernels::plus_one_tap_value(w + (o * taps + t) * Cw, Cw, s.channels));
+        plus_one[t * O + o] = static_cast<int32_t>(kernels::plus_one_tap_value(w + (o * taps + t) * Cw, Cw, channels));
       }
     }
   });
+  return out;
+}
+
+void run_tiled(const uint64_t* x, const TiledWeights& weights, const BconvShape& s, const Epilogue& epi,
+               Kernel kernel) {
+  const int64_t O = s.out_channels, k = s.kernel, taps = k * k, Cw = s.words, p = s.padding;
+  const int64_t K = taps * Cw;  // words per patch
+  const bool half = half_words(kernel, s.channels);
+  const int64_t nr = half ? kNRHalf : kNR;
+  const int64_t blocks = (O + nr - 1) / nr;
+  const uint64_t* wb = half ? nullptr : reinterpret_cast<const uint64_t*>(weights.blocked.data_ptr<int32_t>());
+  const uint32_t* wb32 = half ? reinterpret_cast<const uint32_t*>(weights.blocked.data_ptr<int32_t>()) : nullptr;
+  const int32_t* plus_one = weights.plus_one.data_ptr<int32_t>();
   // The input with `padding` rows and columns of 0 words (+1) around each image: every tap reads
   // memory, and the epilogue subtracts what the +1 taps added.
   const int64_t Hp = s.height + 2 * p, Wp = s.width + 2 * p;
@@ -683,7 +720,7 @@ void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const 
                 for (int64_t ky = 0; ky < k; ++ky) {
                   for (int64_t kx = 0; kx < k; ++kx) {
                     if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) continue;
-                    const int32_t* v = plus_one.data() + (ky * k + kx) * O + o0;
+                    const int32_t* v = plus_one + (ky * k + kx) * O + o0;
                     for (int64_t j = 0; j < t.lanes; ++j) corr[j] += v[j];
                   }
                 }
@@ -699,39 +736,49 @@ void run_tiled(const uint64_t* x, const uint64_t* w, const BconvShape& s, const 
   });
 }
 
+// The output tensor and epilogue of a call; `sc` and `sh` keep contiguous copies alive.
+struct Output {
+  at::Tensor out, sc, sh;
+  Epilogue epi;
+};
+
+Output make_output(const at::Tensor& x, const BconvShape& s, const c10::optional<at::Tensor>& scale,
+                   const c10::optional<at::Tensor>& shift) {
+  Output o;
+  const bool affine = scale && scale->defined();
+  o.out = at::empty({s.batch, s.out_channels, s.out_height, s.out_width}, x.options().dtype(affine ? at::kFloat : at::kInt),
+                    at::MemoryFormat::ChannelsLast);
+  if (affine) {
+    o.sc = scale->contiguous();
+    o.epi.out = o.out.data_ptr<float>();
+    o.epi.scale = o.sc.data_ptr<float>();
+    if (shift && shift->defined()) {
+      o.sh = shift->contiguous();
+      o.epi.shift = o.sh.data_ptr<float>();
+    }
+  } else {
+    o.epi.acc = o.out.data_ptr<int32_t>();
+  }
+  return o;
+}
+
 at::Tensor bconv_cpu_with(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
                           int64_t padding, const c10::optional<at::Tensor>& scale,
                           const c10::optional<at::Tensor>& shift, Kernel kernel) {
   const BconvShape s = bconv_shape(x, w, channels, stride, padding, scale, shift);
-  const bool affine = scale && scale->defined();
   const at::Tensor xc = x.contiguous(), wc = w.contiguous();
-  at::Tensor out = at::empty({s.batch, s.out_channels, s.out_height, s.out_width},
-                             x.options().dtype(affine ? at::kFloat : at::kInt),
-                             at::MemoryFormat::ChannelsLast);
-  at::Tensor sc, sh;
-  Epilogue epi;
-  if (affine) {
-    sc = scale->contiguous();
-    epi.out = out.data_ptr<float>();
-    epi.scale = sc.data_ptr<float>();
-    if (shift && shift->defined()) {
-      sh = shift->contiguous();
-      epi.shift = sh.data_ptr<float>();
-    }
-  } else {
-    epi.acc = out.data_ptr<int32_t>();
-  }
-  if (out.numel() == 0) return out;
+  Output o = make_output(x, s, scale, shift);
+  if (o.out.numel() == 0) return o.out;
   const auto* xp = reinterpret_cast<const uint64_t*>(xc.data_ptr<int64_t>());
   const auto* wp = reinterpret_cast<const uint64_t*>(wc.data_ptr<int64_t>());
   if (kernel == Kernel::Reference) {
-    run_reference(xp, wp, s, epi);
+    run_reference(xp, wp, s, o.epi);
   } else if (kernel == Kernel::MmaEmulation) {
-    run_mma_emulation(xp, wp, s, epi);
+    run_mma_emulation(xp, wp, s, o.epi);
   } else {
-    run_tiled(xp, wp, s, epi, kernel);
+    run_tiled(xp, tile_weights(wp, s.out_channels, s.kernel * s.kernel, s.words, s.channels, kernel), s, o.epi, kernel);
   }
-  return out;
+  return o.out;
 }
 
 }  // namespace
@@ -748,6 +795,39 @@ at::Tensor bconv2d_packed_kernel_cpu(const at::Tensor& x, const at::Tensor& w, i
   TORCH_CHECK(x.device().is_cpu(), "bconv2d_packed_kernel: picks a CPU kernel, x is on ", x.device());
   return bconv_cpu_with(x, w, channels, stride, padding, scale, shift,
                         parse_kernel(std::string(kernel), "bconv2d_packed_kernel"));
+}
+
+// The default kernel's weight layout, or nothing for the kernels that read the packed weights
+// as they are (reference, mma-emulation).
+std::vector<at::Tensor> bconv_prepare_cpu(const at::Tensor& w, int64_t channels) {
+  prepared_weights_args(w, channels);
+  const Kernel kernel = default_kernel();
+  if (kernel == Kernel::Reference || kernel == Kernel::MmaEmulation) return {};
+  const at::Tensor wc = w.contiguous();
+  TiledWeights t = tile_weights(reinterpret_cast<const uint64_t*>(wc.data_ptr<int64_t>()), w.size(0),
+                                w.size(1) * w.size(2), w.size(3), channels, kernel);
+  return {t.blocked, t.plus_one};
+}
+
+at::Tensor bconv2d_prepared_cpu(const at::Tensor& x, const at::Tensor& w, at::TensorList prepared, int64_t channels,
+                                int64_t stride, int64_t padding, const c10::optional<at::Tensor>& scale,
+                                const c10::optional<at::Tensor>& shift) {
+  const Kernel kernel = default_kernel();
+  if (prepared.empty()) return bconv_cpu_with(x, w, channels, stride, padding, scale, shift, kernel);
+  const BconvShape s = bconv_shape(x, w, channels, stride, padding, scale, shift);
+  const int64_t taps = s.kernel * s.kernel;
+  TORCH_CHECK(prepared.size() == 2 && prepared[0].device().is_cpu() && prepared[1].device().is_cpu() &&
+                  prepared[0].scalar_type() == at::kInt && prepared[1].scalar_type() == at::kInt &&
+                  prepared[0].is_contiguous() && prepared[1].is_contiguous() &&
+                  prepared[0].numel() == tiled_blocked_ints(s.out_channels, taps * s.words, half_words(kernel, s.channels)) &&
+                  prepared[1].numel() == taps * s.out_channels,
+              "bconv2d_prepared: `prepared` was not made by bconv_prepare on the CPU for these weights");
+  Output o = make_output(x, s, scale, shift);
+  if (o.out.numel() == 0) return o.out;
+  const at::Tensor xc = x.contiguous();
+  run_tiled(reinterpret_cast<const uint64_t*>(xc.data_ptr<int64_t>()), TiledWeights{prepared[0], prepared[1]}, s, o.epi,
+            kernel);
+  return o.out;
 }
 
 std::vector<std::string> bconv2d_packed_cpu_kernels() {
@@ -770,4 +850,6 @@ TORCH_LIBRARY_IMPL(s2bnn, CPU, m) {
   m.impl("pack_weights", &s2bnn::packed::pack_weights_cpu);
   m.impl("bconv2d_packed", &s2bnn::packed::bconv2d_packed_cpu);
   m.impl("bconv2d_packed_kernel", &s2bnn::packed::bconv2d_packed_kernel_cpu);
+  m.impl("bconv_prepare", &s2bnn::packed::bconv_prepare_cpu);
+  m.impl("bconv2d_prepared", &s2bnn::packed::bconv2d_prepared_cpu);
 }

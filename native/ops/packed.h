@@ -14,6 +14,9 @@ namespace s2bnn::packed {
 void pack_signs_args(const at::Tensor& x, const c10::optional<at::Tensor>& bias);
 void pack_weights_args(const at::Tensor& w);
 
+// Checks bconv_prepare's arguments (packed int64 weights, channels within their words).
+void prepared_weights_args(const at::Tensor& w, int64_t channels);
+
 // Checks bconv2d_packed's arguments (dtypes, ranks, words, channels, stride, padding, scale and
 // shift) and returns the geometry.
 kernels::BconvShape bconv_shape(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
