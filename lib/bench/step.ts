@@ -11,6 +11,7 @@ import { memoryStats } from '../memory';
 import { Model, ResNetArch, moco, reactnetA, resnet } from '../models';
 import { opsLibraryPath } from '../native';
 import { getNumThreads, manualSeed, randn } from '../tensor';
+import { RECIPES } from '../train/pretrain';
 import { Precision, Trainer } from '../train/trainer';
 import { median } from './timing';
 
@@ -55,8 +56,8 @@ export const DEFAULT_STEP_CASES: StepBenchCase[] = [
   { recipe: 'distill', batch: 32, size: 64, teacherArch: 'resnet50' },
 ];
 
-const hasContrastive = (recipe: StepBenchRecipe) => recipe !== 'distill';
-const hasTeacher = (recipe: StepBenchRecipe) => recipe !== 'contrastive';
+const hasContrastive = (recipe: StepBenchRecipe) => RECIPES[recipe].contrastive;
+const hasTeacher = (recipe: StepBenchRecipe) => RECIPES[recipe].teacher;
 
 /** s2bnn's side of a case: the native Trainer with the same models, ready to step. */
 async function prepareOurs(c: StepBenchCase) {
@@ -70,7 +71,7 @@ async function prepareOurs(c: StepBenchCase) {
     teacher?.to('cuda');
   }
   const trainer = new Trainer({
-    model: student, teacher, recipe: c.recipe, optimizer: { kind: 'adam', lr: 3e-4 }, timePhases: c.phases, teacherDtype: c.teacherPrecision,
+    model: student, teacher, recipe: RECIPES[c.recipe].loss, optimizer: { kind: RECIPES[c.recipe].optimizer, lr: RECIPES[c.recipe].lr }, timePhases: c.phases, teacherDtype: c.teacherPrecision,
   });
   const views = Array.from({ length: hasContrastive(c.recipe) ? 2 : 1 }, () => randn([c.batch, 3, c.size, c.size], { device: c.device }));
   const step = async (): Promise<TimedStep> => {

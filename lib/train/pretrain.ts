@@ -7,6 +7,7 @@ import * as path from 'path';
 
 import { Checkpoint, PyValue, encoderState, loadCheckpoint, saveCheckpoint } from '../checkpoint';
 import { Model, ReActNetOptions, ResNetArch, ResNetOptions, moco, resnet } from '../models';
+import { Transform, transforms } from '../data';
 import { manualSeed } from '../tensor';
 import { BatchSource, Callback, EpochInfo, FitResult, Position, StepInfo, fit } from './loop';
 import { Schedule, ScheduleName, parseSchedule } from './schedule';
@@ -62,17 +63,51 @@ export interface PretrainConfig {
   seed: number;
 }
 
+/** The two augmentation pipelines of docs/method.md (lib/data.ts `transforms`). */
+export type Augmentation = 'moco-v2' | 's2bnn-lite';
+
+export interface RecipeSpec {
+  /** The native Trainer's loss: InfoNCE, the distribution loss, or both. */
+  loss: Recipe;
+  optimizer: 'adam' | 'sgd';
+  lr: number;
+  weightDecay: number;
+  schedule: ScheduleName;
+  step: 1 | 2;
+  augmentation: Augmentation;
+  /** Two views per image: keys from encoder_k, the queue. */
+  contrastive: boolean;
+  /** A frozen real-valued teacher. */
+  teacher: boolean;
+}
+
+/**
+ * Every pre-training recipe in one table (docs/method.md): its loss, optimizer defaults and
+ * augmentation. The CLI, `reproduce`, the benchmarks and the Trainer all read it.
+ */
+export const RECIPES: Readonly<Record<PretrainRecipe, Readonly<RecipeSpec>>> = {
+  'moco-v2': { loss: 'contrastive', optimizer: 'sgd', lr: 0.03, weightDecay: 1e-4, schedule: 'cosine', step: 2, augmentation: 'moco-v2', contrastive: true, teacher: false },
+  contrastive: { loss: 'contrastive', optimizer: 'adam', lr: 3e-4, weightDecay: 1e-4, schedule: 'linear', step: 2, augmentation: 's2bnn-lite', contrastive: true, teacher: false },
+  'contrastive+distill': {
+    loss: 'contrastive+distill', optimizer: 'adam', lr: 3e-4, weightDecay: 0, schedule: 'linear', step: 2, augmentation: 's2bnn-lite', contrastive: true, teacher: true,
+  },
+  distill: { loss: 'distill', optimizer: 'adam', lr: 3e-4, weightDecay: 0, schedule: 'linear', step: 2, augmentation: 's2bnn-lite', contrastive: false, teacher: true },
+};
+
+/** The pre-training views of an augmentation at an image size. */
+export function augmentationTransform(augmentation: Augmentation, size: number, channels = 3): Transform {
+  return augmentation === 'moco-v2' ? transforms.mocoV2(size, channels) : transforms.s2bnnLite(size, channels);
+}
+
+/** A recipe's pre-training views. */
+export function recipeTransform(recipe: PretrainRecipe, size: number, channels: number): Transform {
+  return augmentationTransform(RECIPES[recipe].augmentation, size, channels);
+}
+
 /** docs/method.md's recipe per name (batch size and epochs are the caller's). */
 export function recipeDefaults(recipe: PretrainRecipe): Pick<PretrainConfig, 'optimizer' | 'lr' | 'weightDecay' | 'schedule' | 'step'> {
-  switch (recipe) {
-    case 'moco-v2':
-      return { optimizer: 'sgd', lr: 0.03, weightDecay: 1e-4, schedule: 'cosine', step: 2 };
-    case 'contrastive':
-      return { optimizer: 'adam', lr: 3e-4, weightDecay: 1e-4, schedule: 'linear', step: 2 };
-    case 'contrastive+distill':
-    case 'distill':
-      return { optimizer: 'adam', lr: 3e-4, weightDecay: 0, schedule: 'linear', step: 2 };
-  }
+  const { optimizer, lr, weightDecay, schedule, step } = RECIPES[recipe];
+  return { optimizer, lr, weightDecay, schedule, step };
 }
 
 export function defaultConfig(recipe: PretrainRecipe, overrides: Partial<PretrainConfig> = {}): PretrainConfig {
@@ -101,13 +136,9 @@ export function defaultConfig(recipe: PretrainRecipe, overrides: Partial<Pretrai
   };
 }
 
-export function nativeRecipe(recipe: PretrainRecipe): Recipe {
-  return recipe === 'moco-v2' ? 'contrastive' : recipe;
-}
-
-export const usesTeacher = (recipe: PretrainRecipe): boolean => recipe === 'distill' || recipe === 'contrastive+distill';
+export const usesTeacher = (recipe: PretrainRecipe): boolean => RECIPES[recipe].teacher;
 /** The recipes with a contrastive loss: two views per image, keys from encoder_k, the queue. */
-export const isContrastive = (recipe: PretrainRecipe): boolean => recipe !== 'distill';
+export const isContrastive = (recipe: PretrainRecipe): boolean => RECIPES[recipe].contrastive;
 
 function encoderOptions(config: PretrainConfig): ({ arch: 'reactnet-a' } & ReActNetOptions) | ({ arch: ResNetArch } & ResNetOptions) {
   if (config.arch === 'reactnet-a') {
@@ -289,7 +320,7 @@ export async function pretrain(options: PretrainOptions): Promise<PretrainResult
   const trainer = new Trainer({
     model: student,
     teacher,
-    recipe: nativeRecipe(config.recipe),
+    recipe: RECIPES[config.recipe].loss,
     optimizer: optimizerOptions(config),
     temperature: config.temperature,
     distillTemperature: config.distillTemperature,

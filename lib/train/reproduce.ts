@@ -9,7 +9,7 @@ import { loadCheckpoint } from '../checkpoint';
 import { manualSeed } from '../tensor';
 import { Callback, EpochInfo, StepInfo } from './loop';
 import { labelFraction, linearEvaluation, loadBackbone } from './evaluate';
-import { PretrainConfig, PretrainRecipe, defaultConfig, isContrastive, pretrain } from './pretrain';
+import { PretrainConfig, PretrainRecipe, defaultConfig, isContrastive, pretrain, recipeTransform } from './pretrain';
 import { classifierFor, encoderSpec } from './specs';
 import { Precision } from './trainer';
 
@@ -194,7 +194,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
 
   const runPretrain = async (phase: string, config: PretrainConfig): Promise<string> => {
     const out = path.join(options.out, phase);
-    const transform = config.recipe === 'moco-v2' ? transforms.mocoV2(data.size, data.channels) : transforms.s2bnnLite(data.size, data.channels);
+    const transform = recipeTransform(config.recipe, data.size, data.channels);
     const loader = loaderFor(transform, isContrastive(config.recipe) ? 2 : 1);
     const hooks = options.reporter?.(phase, { epochs: config.epochs, stepsPerEpoch: loader.batchesPerEpoch, batchSize: config.batchSize }) ?? {};
     log(`${phase}: ${config.recipe}, ${config.arch}${config.arch === 'reactnet-a' ? ` step ${config.step}` : ''}, width ${config.width}, ${config.epochs} epochs`);

@@ -73,23 +73,27 @@ class AutocastScope {
 
 }  // namespace
 
+const RecipeSpec& recipe_spec(Recipe recipe) {
+  static const RecipeSpec kRecipes[] = {
+      {Recipe::Supervised, "supervised", false, false, &Trainer::supervised_loss},
+      {Recipe::Contrastive, "contrastive", true, false, &Trainer::self_supervised_loss},
+      {Recipe::ContrastiveDistill, "contrastive+distill", true, true, &Trainer::self_supervised_loss},
+      {Recipe::Distill, "distill", false, true, &Trainer::self_supervised_loss},
+  };
+  for (const RecipeSpec& spec : kRecipes) {
+    if (spec.recipe == recipe) return spec;
+  }
+  TORCH_CHECK(false, "unknown recipe ", static_cast<int>(recipe));
+}
+
 Recipe parse_recipe(const std::string& name) {
-  if (name == "supervised") return Recipe::Supervised;
-  if (name == "contrastive") return Recipe::Contrastive;
-  if (name == "contrastive+distill") return Recipe::ContrastiveDistill;
-  if (name == "distill") return Recipe::Distill;
+  for (Recipe recipe : {Recipe::Supervised, Recipe::Contrastive, Recipe::ContrastiveDistill, Recipe::Distill}) {
+    if (name == recipe_spec(recipe).name) return recipe;
+  }
   TORCH_CHECK(false, "unknown recipe '", name, "' (expected supervised, contrastive, contrastive+distill or distill)");
 }
 
-const char* recipe_name(Recipe recipe) {
-  switch (recipe) {
-    case Recipe::Supervised: return "supervised";
-    case Recipe::Contrastive: return "contrastive";
-    case Recipe::ContrastiveDistill: return "contrastive+distill";
-    case Recipe::Distill: return "distill";
-  }
-  return "?";
-}
+const char* recipe_name(Recipe recipe) { return recipe_spec(recipe).name; }
 
 at::Tensor topk_hits(const at::Tensor& scores, const at::Tensor& target_score) {
   at::NoGradGuard no_grad;
@@ -110,11 +114,11 @@ std::pair<int64_t, int64_t> topk_correct(const at::Tensor& scores, const at::Ten
 }
 
 Trainer::Trainer(nn::ModelPtr model, nn::ModelPtr teacher, TrainerOptions options, OptimizerOptions optimizer)
-    : model_(std::move(model)), teacher_(std::move(teacher)), options_(options) {
+    : model_(std::move(model)), teacher_(std::move(teacher)), options_(options), recipe_(&recipe_spec(options.recipe)) {
   TORCH_CHECK(model_, "trainer: no model");
   auto* moco = dynamic_cast<nn::MoCo*>(model_.get());
-  const bool contrastive = options_.recipe == Recipe::Contrastive || options_.recipe == Recipe::ContrastiveDistill;
-  const bool distill = options_.recipe == Recipe::Distill || options_.recipe == Recipe::ContrastiveDistill;
+  const bool contrastive = recipe_->contrastive;
+  const bool distill = recipe_->distill;
   TORCH_CHECK(!contrastive || moco, "trainer: the ", recipe_name(options_.recipe),
               " recipe needs a MoCo model (encoder_q, encoder_k, queue), got ", model_->arch());
   TORCH_CHECK(!distill || teacher_, "trainer: the ", recipe_name(options_.recipe), " recipe needs a teacher");
@@ -260,12 +264,70 @@ class PhaseClock {
 
 }  // namespace
 
+StepLoss Trainer::supervised_loss(const std::vector<at::Tensor>& inputs, const at::Tensor& labels, const PhaseMark& mark) {
+  const int64_t batch = inputs[0].size(0);
+  TORCH_CHECK(labels.defined() && labels.dim() == 1 && labels.size(0) == batch, "step: the supervised recipe needs labels [",
+              batch, "]");
+  const at::Tensor target = labels.to(inputs[0].device(), at::kLong, /*non_blocking=*/true);
+  at::Tensor logits;
+  if (probe_weight_.defined()) {
+    at::Tensor features;
+    {
+      at::NoGradGuard no_grad;
+      features = (student_forward(inputs[0], /*head=*/false) - options_.feature_mean) / options_.feature_std;
+    }
+    logits = at::linear(features, probe_weight_, probe_bias_);
+  } else {
+    logits = student_forward(inputs[0]);
+  }
+  TORCH_CHECK(logits.dim() == 2, "step: the supervised recipe needs a model with a linear head");
+  StepLoss out;
+  out.loss = at::cross_entropy_loss(logits, target);
+  const at::Tensor scores = logits.detach();
+  out.hits = topk_hits(scores, scores.gather(1, target.unsqueeze(1)));
+  mark("forward");
+  return out;
+}
+
+StepLoss Trainer::self_supervised_loss(const std::vector<at::Tensor>& inputs, const at::Tensor&, const PhaseMark& mark) {
+  model_->train(true);
+  if (teacher_) teacher_->eval();
+  const at::Tensor query = student_forward(inputs[0]);
+  mark("student");
+  nn::MoCo* moco = recipe_->contrastive ? &dynamic_cast<nn::MoCo&>(*model_) : nullptr;
+  StepLoss out;
+  at::Tensor target;
+  if (recipe_->contrastive) {
+    at::NoGradGuard no_grad;
+    moco->momentum_update(options_.momentum);
+    out.keys = encode_keys(inputs[1]);
+    mark("keys");
+  }
+  if (recipe_->distill) {
+    at::NoGradGuard no_grad;
+    target = teacher_targets(inputs[0]);
+    mark("teacher");
+    TORCH_CHECK(target.sizes() == query.sizes(), "step: the teacher's output ", target.sizes(),
+                " does not match the student's ", query.sizes(), " (both need an MLP head of the same dim)");
+  }
+  if (recipe_->contrastive) {
+    const std::vector<at::Tensor> nce = ops::info_nce(query, out.keys, moco->queue, options_.temperature);
+    out.contrastive = nce[0].detach();
+    out.loss = nce[0] * options_.contrastive_weight;
+    out.hits = topk_hits(nce[1], nce[1].narrow(1, 0, 1));  // the positive is column 0
+  }
+  if (recipe_->distill) {
+    const at::Tensor part = ops::distribution_loss(query, target, options_.distill_temperature);
+    out.distill = part.detach();
+    out.loss = out.loss.defined() ? out.loss + part * options_.distill_weight : part * options_.distill_weight;
+  }
+  return out;
+}
+
 StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor& labels) {
-  const Recipe recipe = options_.recipe;
-  const bool contrastive = recipe == Recipe::Contrastive || recipe == Recipe::ContrastiveDistill;
-  const bool distill = recipe == Recipe::Distill || recipe == Recipe::ContrastiveDistill;
-  TORCH_CHECK(views.size() == (contrastive ? 2u : 1u), "step: the ", recipe_name(recipe), " recipe takes ",
-              contrastive ? "two views (query and key)" : "one view", " per step, got ", views.size());
+  const RecipeSpec& recipe = *recipe_;
+  TORCH_CHECK(views.size() == (recipe.contrastive ? 2u : 1u), "step: the ", recipe.name, " recipe takes ",
+              recipe.contrastive ? "two views (query and key)" : "one view", " per step, got ", views.size());
   TORCH_CHECK(views[0].dim() == 4, "step: views must be [N, C, H, W], got ", views[0].sizes());
   const int64_t batch = views[0].size(0);
   TORCH_CHECK(batch > 0, "step: empty batch");
@@ -273,8 +335,6 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
     TORCH_CHECK(v.sizes() == views[0].sizes(), "step: both views must have the same shape, got ", views[0].sizes(),
                 " and ", v.sizes());
   }
-  TORCH_CHECK(recipe != Recipe::Supervised || (labels.defined() && labels.dim() == 1 && labels.size(0) == batch),
-              "step: the supervised recipe needs labels [", batch, "]");
 
   at::AutoGradMode grad_mode(true);
   const at::Device device = optimizer_->params().front().device();
@@ -284,90 +344,40 @@ StepResult Trainer::step(const std::vector<at::Tensor>& views, const at::Tensor&
   StepResult result;
   result.batch = batch;
   PhaseClock clock(options_.time_phases, device, result);
-  at::Tensor loss, keys;
+  const StepLoss parts = (this->*recipe.loss)(inputs, labels, [&clock](const char* phase) { clock.mark(phase); });
+  const at::Tensor& loss = parts.loss;
   // Everything the step reports, still on the device: read back in one transfer (one sync on a
   // GPU) before the backward, which needs the loss's value for the non-finite check anyway.
-  at::Tensor contrastive_part, distill_part, hits;
-  if (recipe == Recipe::Supervised) {
-    const at::Tensor target = labels.to(device, at::kLong, /*non_blocking=*/true);
-    at::Tensor logits;
-    if (probe_weight_.defined()) {
-      at::Tensor features;
-      {
-        at::NoGradGuard no_grad;
-        features = (student_forward(inputs[0], /*head=*/false) - options_.feature_mean) / options_.feature_std;
-      }
-      logits = at::linear(features, probe_weight_, probe_bias_);
-    } else {
-      logits = student_forward(inputs[0]);
-    }
-    TORCH_CHECK(logits.dim() == 2, "step: the supervised recipe needs a model with a linear head");
-    loss = at::cross_entropy_loss(logits, target);
-    const at::Tensor scores = logits.detach();
-    hits = topk_hits(scores, scores.gather(1, target.unsqueeze(1)));
-    clock.mark("forward");
-  } else {
-    model_->train(true);
-    if (teacher_) teacher_->eval();
-    const at::Tensor query = student_forward(inputs[0]);
-    clock.mark("student");
-    nn::MoCo* moco = contrastive ? &dynamic_cast<nn::MoCo&>(*model_) : nullptr;
-    at::Tensor target;
-    if (contrastive) {
-      at::NoGradGuard no_grad;
-      moco->momentum_update(options_.momentum);
-      keys = encode_keys(inputs[1]);
-      clock.mark("keys");
-    }
-    if (distill) {
-      at::NoGradGuard no_grad;
-      target = teacher_targets(inputs[0]);
-      clock.mark("teacher");
-      TORCH_CHECK(target.sizes() == query.sizes(), "step: the teacher's output ", target.sizes(),
-                  " does not match the student's ", query.sizes(), " (both need an MLP head of the same dim)");
-    }
-    if (contrastive) {
-      const std::vector<at::Tensor> nce = ops::info_nce(query, keys, moco->queue, options_.temperature);
-      contrastive_part = nce[0].detach();
-      loss = nce[0] * options_.contrastive_weight;
-      hits = topk_hits(nce[1], nce[1].narrow(1, 0, 1));  // the positive is column 0
-    }
-    if (distill) {
-      const at::Tensor part = ops::distribution_loss(query, target, options_.distill_temperature);
-      distill_part = part.detach();
-      loss = loss.defined() ? loss + part * options_.distill_weight : part * options_.distill_weight;
-    }
-  }
   {
     std::vector<at::Tensor> values = {loss.detach().reshape({1}).to(at::kDouble)};
-    for (const at::Tensor* t : {&contrastive_part, &distill_part}) {
+    for (const at::Tensor* t : {&parts.contrastive, &parts.distill}) {
       if (t->defined()) values.push_back(t->reshape({1}).to(at::kDouble));
     }
-    if (hits.defined()) values.push_back(hits.to(at::kDouble) / static_cast<double>(batch));
+    if (parts.hits.defined()) values.push_back(parts.hits.to(at::kDouble) / static_cast<double>(batch));
     const at::Tensor host = at::cat(values).to(at::kCPU);
     const double* v = host.data_ptr<double>();
     size_t next = 0;
     result.loss = v[next++];
-    if (contrastive_part.defined()) result.contrastive = v[next++];
-    if (distill_part.defined()) result.distill = v[next++];
-    if (hits.defined()) {
+    if (parts.contrastive.defined()) result.contrastive = v[next++];
+    if (parts.distill.defined()) result.distill = v[next++];
+    if (parts.hits.defined()) {
       result.acc1 = v[next++];
       result.acc5 = v[next++];
     }
   }
   if (!std::isfinite(result.loss)) {
-    std::string parts;
-    if (contrastive) parts += "; contrastive " + describe(result.contrastive);
-    if (distill) parts += std::string(contrastive ? "," : ";") + " distill " + describe(result.distill);
+    std::string detail;
+    if (recipe.contrastive) detail += "; contrastive " + describe(result.contrastive);
+    if (recipe.distill) detail += std::string(recipe.contrastive ? "," : ";") + " distill " + describe(result.distill);
     throw NonFiniteLoss("non-finite loss " + describe(result.loss) + " at step " + std::to_string(steps_ + 1) + " (" +
-                        recipe_name(recipe) + parts + "); the trained weights are those of the step before");
+                        recipe.name + detail + "); the trained weights are those of the step before");
   }
   clock.mark("loss");
   optimizer_->zero_grad();
   loss.backward();
   clock.mark("backward");
   optimizer_->step();
-  if (contrastive) dynamic_cast<nn::MoCo&>(*model_).enqueue(keys);
+  if (parts.keys.defined()) dynamic_cast<nn::MoCo&>(*model_).enqueue(parts.keys);
   clock.mark("optimizer");
   ++steps_;
   return result;

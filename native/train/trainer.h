@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -72,6 +73,28 @@ class NonFiniteLoss : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class Trainer;
+
+// What a step's loss computed, still on the device: the loss, its parts where the recipe has
+// them, the top-1/top-5 hits [2] and the keys to enqueue (contrastive recipes).
+struct StepLoss {
+  at::Tensor loss, contrastive, distill, hits, keys;
+};
+
+// Calls `phase` with each phase's name as it ends (PhaseClock when timing).
+using PhaseMark = std::function<void(const char*)>;
+
+// One row per recipe: what it reads per step and the loss it trains with.
+struct RecipeSpec {
+  Recipe recipe;
+  const char* name;
+  bool contrastive;  // InfoNCE against the queue: two views (query, key) and a MoCo model
+  bool distill;      // the distribution loss against a frozen teacher
+  StepLoss (Trainer::*loss)(const std::vector<at::Tensor>& inputs, const at::Tensor& labels, const PhaseMark& mark);
+};
+
+const RecipeSpec& recipe_spec(Recipe recipe);
+
 class Trainer {
  public:
   // `model` is an nn::MoCo for the contrastive recipes; for `Distill` it may be a MoCo (its
@@ -99,6 +122,11 @@ class Trainer {
   const std::vector<std::string>& parameter_names() const { return parameter_names_; }
 
  private:
+  friend const RecipeSpec& recipe_spec(Recipe recipe);
+  // The recipes' losses (RecipeSpec::loss): a labelled cross-entropy (linear probes, fine-tuning),
+  // and the self-supervised one, whose parts (InfoNCE, distribution loss) the recipe's row names.
+  StepLoss supervised_loss(const std::vector<at::Tensor>& inputs, const at::Tensor& labels, const PhaseMark& mark);
+  StepLoss self_supervised_loss(const std::vector<at::Tensor>& inputs, const at::Tensor& labels, const PhaseMark& mark);
   at::Tensor encode_keys(const at::Tensor& keys);
   // The trained encoder's output (features, or the head's with `head`) in float, computed in
   // options().compute_dtype.
@@ -110,6 +138,7 @@ class Trainer {
   std::unique_ptr<nn::FrozenResNet> frozen_teacher_;
   nn::Model* student_;  // the encoder the gradients train
   TrainerOptions options_;
+  const RecipeSpec* recipe_;
   std::unique_ptr<Optimizer> optimizer_;
   std::vector<std::string> parameter_names_;
   at::Tensor probe_weight_, probe_bias_;
