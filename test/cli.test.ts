@@ -83,6 +83,46 @@ test('--help lists the commands', () => {
   expect(stdout).toMatch(/info/);
 });
 
+describe('every command, from its table', () => {
+  // The compiled tables, as the CLI itself reads them.
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { COMMANDS } = require(path.join(repoRoot, 'dist', 'cli', 'commands')) as typeof import('../lib/cli/commands');
+  const names = COMMANDS.map((c) => c.name);
+  const oneLine = (r: ReturnType<typeof run>) => ({ code: r.code, lines: r.stderr.trim().split('\n').length });
+
+  test('the list is the CLI\'s: --help names every command', () => {
+    const { stdout } = run('--help');
+    for (const name of names) expect(stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
+  });
+
+  test.each(COMMANDS.map((c) => [c.name]))('%s: an unknown flag is one line naming it, exit 2', (name) => {
+    const r = run(name, '--no-such-flag');
+    expect(oneLine(r)).toEqual({ code: 2, lines: 1 });
+    expect(r.stderr).toMatch(new RegExp(`^s2bnn ${name}: unknown option '--no-such-flag'`));
+  });
+
+  test.each(COMMANDS.map((c) => [c.name, c]))('%s: an ill-typed flag is one line naming it, exit 2', (name, c) => {
+    const entry = Object.entries(c.flags).find(([, spec]) => spec.type !== 'boolean' && spec.type !== 'string');
+    if (!entry) return; // only boolean and free-text flags (info, inspect)
+    const [flag, spec] = entry;
+    const r = run(name, ...c.args.map(() => 'unused'), `--${flag}`, 'not-a-value');
+    expect(oneLine(r)).toEqual({ code: 2, lines: 1 });
+    const expected = typeof spec.type !== 'string' ? `--${flag} must be` : spec.type.startsWith('file') ? `--${flag}: no such file` : `'--${flag}' must be`;
+    expect(r.stderr).toContain(expected);
+  });
+
+  test.each(COMMANDS.map((c) => [c.name, c]))('%s --help lists every flag of its table', (name, c) => {
+    const r = run(name, '--help');
+    expect(r.code).toBe(0);
+    for (const flag of Object.keys(c.flags)) expect(r.stdout).toMatch(new RegExp(`^      --${flag}( |$)`, 'm'));
+  });
+
+  test('the README command list and docs/cli.md are made from the tables', () => {
+    const res = spawnSync(process.execPath, [path.join(repoRoot, 'scripts', 'cli-docs.js'), '--check'], { encoding: 'utf8' });
+    expect([res.status, res.stderr]).toEqual([0, '']);
+  });
+});
+
 test('bench-bconv --quick --json times packed vs float conv at 1 and 2 threads (a process each)', () => {
   const { code, stdout, stderr } = run('bench-bconv', '--quick', '--json', '--repeats', '1', '--threads', '2');
   expect([code, stderr]).toEqual([0, '']);

@@ -5,21 +5,8 @@ import * as os from 'os';
 import * as path from 'path';
 
 import { DataLoader, ImageFolder, Transform, transforms } from '../data';
-import { UsageError, optionalString, parseFlags, positiveInteger } from './flags';
-
-export const BENCH_DATA_USAGE = `  bench-data --data DIR [options]   the data pipeline's throughput on an ImageFolder tree (DIR/train
-                                when it exists, else DIR): decode + views, images/s and views/s
-      --workers N               loader threads (default: the hardware threads)
-      --views 1|2               views per image (default 2; 1 with --eval)
-      --size N                  view size (default 224)
-      --recipe s2bnn-lite|moco-v2   the augmentation (default s2bnn-lite)
-      --eval                    the evaluation transforms instead: resize N*8/7, center crop N
-      --batch-size N            (default 64)
-      --seconds S               measured time after the first batch (default 10)
-      --no-crop-decode          decode every image whole (LoaderOptions.cropDecode false)
-      --decode-only             only read + decode (ImageFolder.read, N reads in flight on libuv's
-                                pool: set UV_THREADPOOL_SIZE=N too), whole images
-      --json                    one JSON line`;
+import { augmentationTransform } from '../train/pretrain';
+import { UsageError, command } from './command';
 
 export interface DataBenchResult {
   root: string;
@@ -102,7 +89,7 @@ export async function benchData(dataset: ImageFolder, options: DataBenchOptions 
   const recipe = options.recipe ?? 's2bnn-lite';
   const transform: Transform = evaluation
     ? transforms.evaluation(Math.round((size * 8) / 7), size)
-    : recipe === 'moco-v2' ? transforms.mocoV2(size) : transforms.s2bnnLite(size);
+    : augmentationTransform(recipe, size);
   const batchSize = Math.min(options.batchSize ?? 64, dataset.length);
   const seconds = options.seconds ?? 10;
   const cropDecode = options.cropDecode ?? true;
@@ -158,64 +145,71 @@ export async function benchData(dataset: ImageFolder, options: DataBenchOptions 
   };
 }
 
-export async function benchDataCommand(args: string[]): Promise<void> {
-  const flags = parseFlags(args, {
-    data: 'string',
-    workers: 'number',
-    views: 'number',
-    size: 'number',
-    recipe: 'string',
-    eval: 'boolean',
-    'batch-size': 'number',
-    seconds: 'number',
-    'no-crop-decode': 'boolean',
-    'decode-only': 'boolean',
-    json: 'boolean',
-  });
-  const data = optionalString(flags, 'data');
-  if (!data) throw new UsageError('--data DIR is required (an ImageFolder tree, or a folder with train/)');
-  const train = path.join(data, 'train');
-  const root = fs.existsSync(train) && fs.statSync(train).isDirectory() ? train : data;
-  const views = positiveInteger(flags, 'views');
-  if (views !== undefined && views !== 1 && views !== 2) throw new UsageError(`--views must be 1 or 2, got ${views}`);
-  if (views === 2 && flags.eval) throw new UsageError('--eval makes one view per image: drop --views 2');
-  const recipe = optionalString(flags, 'recipe') ?? 's2bnn-lite';
-  if (recipe !== 's2bnn-lite' && recipe !== 'moco-v2') throw new UsageError(`--recipe must be s2bnn-lite or moco-v2, got '${recipe}'`);
-  const dataset = await ImageFolder.open(root);
-  const result = await benchData(dataset, {
-    workers: positiveInteger(flags, 'workers'),
-    views: views as 1 | 2 | undefined,
-    size: positiveInteger(flags, 'size'),
-    recipe,
-    eval: flags.eval === true,
-    batchSize: positiveInteger(flags, 'batch-size'),
-    seconds: flags.seconds !== undefined ? Number(flags.seconds) : undefined,
-    cropDecode: flags['no-crop-decode'] !== true,
-    decodeOnly: flags['decode-only'] === true,
-  });
-  if (result.images === 0) throw new Error(`no batch finished within the measured time: raise --seconds`);
-  if (flags.json) {
-    process.stdout.write(`${JSON.stringify(result)}\n`);
-    return;
-  }
-  if (result.transform === 'decode only') {
-    process.stdout.write(
-      `data        ${result.root} (${dataset.length} images)\nread+decode ${result.imagesPerSecond.toFixed(1)} images/s ` +
-        `(${result.workers} in flight), ` +
-        `${result.imagesPerCpuSecond.toFixed(1)} per CPU-second\npeak RSS    ${result.peakRssMiB.toFixed(0)} MiB\n`,
-    );
-    return;
-  }
-  const lines = [
-    `data        ${result.root} (${dataset.length} images, ${dataset.numClasses} classes)`,
-    `pipeline    ${result.transform}, ${result.views} view(s) of ${result.size} px, crop-aware decode ${result.cropDecode ? 'on' : 'off'}`,
-    `workers     ${result.workers}`,
-    `images/s    ${result.imagesPerSecond.toFixed(1)} (${result.imagesPerSecondPerWorker.toFixed(1)} per worker)`,
-    `views/s     ${result.viewsPerSecond.toFixed(1)}`,
-    `per core    ${result.imagesPerCpuSecond.toFixed(1)} images per CPU-second (${result.cpuSeconds.toFixed(2)} s of CPU)`,
-    `measured    ${result.images} images in ${result.seconds.toFixed(2)} s after a first batch at ${result.firstBatchMs.toFixed(0)} ms`,
-    `peak RSS    ${result.peakRssMiB.toFixed(0)} MiB`,
-  ];
-  if (result.skipped > 0) lines.push(`skipped     ${result.skipped} file(s) that did not decode`);
-  process.stdout.write(`${lines.join('\n')}\n`);
-}
+export const benchDataCommand = command({
+  name: 'bench-data',
+  summary: "the data pipeline's throughput on an ImageFolder tree (DIR/train when it exists, else DIR): decode + views, images/s and views/s",
+  flags: {
+    data: { type: 'string', value: 'DIR', help: 'the ImageFolder tree (required)' },
+    workers: { type: 'integer', help: 'loader threads', default: 'the hardware threads' },
+    views: { type: 'integer', help: 'views per image, 1 or 2', default: '2; 1 with --eval' },
+    size: { type: 'integer', help: 'view size', default: 224 },
+    recipe: { type: 'string', value: 's2bnn-lite|moco-v2', help: 'the augmentation', default: 's2bnn-lite' },
+    eval: { type: 'boolean', help: 'the evaluation transforms instead: resize N*8/7, center crop N' },
+    'batch-size': { type: 'integer', help: 'images per batch', default: 64 },
+    seconds: { type: 'number', value: 'S', help: 'measured time after the first batch', default: 10 },
+    'no-crop-decode': { type: 'boolean', help: 'decode every image whole (LoaderOptions.cropDecode false)' },
+    'decode-only': {
+      type: 'boolean',
+      help: "only read + decode (ImageFolder.read, N reads in flight on libuv's pool: set UV_THREADPOOL_SIZE=N too), whole images",
+    },
+    json: { type: 'boolean', help: 'one JSON line' },
+  },
+  async run(flags) {
+    const data = flags.data;
+    if (!data) throw new UsageError('--data DIR is required (an ImageFolder tree, or a folder with train/)');
+    const train = path.join(data, 'train');
+    const root = fs.existsSync(train) && fs.statSync(train).isDirectory() ? train : data;
+    const views = flags.views;
+    if (views !== undefined && views !== 1 && views !== 2) throw new UsageError(`--views must be 1 or 2, got ${views}`);
+    if (views === 2 && flags.eval) throw new UsageError('--eval makes one view per image: drop --views 2');
+    const recipe = flags.recipe ?? 's2bnn-lite';
+    if (recipe !== 's2bnn-lite' && recipe !== 'moco-v2') throw new UsageError(`--recipe must be s2bnn-lite or moco-v2, got '${recipe}'`);
+    const dataset = await ImageFolder.open(root);
+    const result = await benchData(dataset, {
+      workers: flags.workers,
+      views: views as 1 | 2 | undefined,
+      size: flags.size,
+      recipe,
+      eval: flags.eval === true,
+      batchSize: flags['batch-size'],
+      seconds: flags.seconds,
+      cropDecode: flags['no-crop-decode'] !== true,
+      decodeOnly: flags['decode-only'] === true,
+    });
+    if (result.images === 0) throw new Error(`no batch finished within the measured time: raise --seconds`);
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+      return;
+    }
+    if (result.transform === 'decode only') {
+      process.stdout.write(
+        `data        ${result.root} (${dataset.length} images)\nread+decode ${result.imagesPerSecond.toFixed(1)} images/s ` +
+          `(${result.workers} in flight), ` +
+          `${result.imagesPerCpuSecond.toFixed(1)} per CPU-second\npeak RSS    ${result.peakRssMiB.toFixed(0)} MiB\n`,
+      );
+      return;
+    }
+    const lines = [
+      `data        ${result.root} (${dataset.length} images, ${dataset.numClasses} classes)`,
+      `pipeline    ${result.transform}, ${result.views} view(s) of ${result.size} px, crop-aware decode ${result.cropDecode ? 'on' : 'off'}`,
+      `workers     ${result.workers}`,
+      `images/s    ${result.imagesPerSecond.toFixed(1)} (${result.imagesPerSecondPerWorker.toFixed(1)} per worker)`,
+      `views/s     ${result.viewsPerSecond.toFixed(1)}`,
+      `per core    ${result.imagesPerCpuSecond.toFixed(1)} images per CPU-second (${result.cpuSeconds.toFixed(2)} s of CPU)`,
+      `measured    ${result.images} images in ${result.seconds.toFixed(2)} s after a first batch at ${result.firstBatchMs.toFixed(0)} ms`,
+      `peak RSS    ${result.peakRssMiB.toFixed(0)} MiB`,
+    ];
+    if (result.skipped > 0) lines.push(`skipped     ${result.skipped} file(s) that did not decode`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+  },
+});
