@@ -207,6 +207,7 @@ test('reproduce --preset smoke runs the whole experiment and writes the JSON tab
   expect(result.teacherTop1).toBeGreaterThan(0);
   expect(result.seconds).toBeGreaterThan(0);
   expect(r.stdout).toMatch(/\| distill \| [\d.]+ \| [\d.]+ \| 61.51 \|/);
+  expect(r.stderr).toMatch(/s2bnn reproduce: expected duration: about [\d.]+ min on this machine \(teacher [\d.]+, students [\d.]+;/);
 
   // An ablation: the same teacher, two rows, changed students.
   const out = path.join(tmp, 'reproduce-ablation');

@@ -140,7 +140,8 @@ export const usesTeacher = (recipe: PretrainRecipe): boolean => RECIPES[recipe].
 /** The recipes with a contrastive loss: two views per image, keys from encoder_k, the queue. */
 export const isContrastive = (recipe: PretrainRecipe): boolean => RECIPES[recipe].contrastive;
 
-function encoderOptions(config: PretrainConfig): ({ arch: 'reactnet-a' } & ReActNetOptions) | ({ arch: ResNetArch } & ResNetOptions) {
+/** The encoder a config trains, as the model builders take it. */
+export function encoderOptions(config: PretrainConfig): ({ arch: 'reactnet-a' } & ReActNetOptions) | ({ arch: ResNetArch } & ResNetOptions) {
   if (config.arch === 'reactnet-a') {
     return {
       arch: 'reactnet-a',

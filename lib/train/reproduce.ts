@@ -6,12 +6,13 @@ import * as path from 'path';
 
 import { DataLoader, Dataset, Transform, transforms } from '../data';
 import { loadCheckpoint } from '../checkpoint';
-import { manualSeed } from '../tensor';
+import { Model, reactnetA, resnet } from '../models';
+import { Tensor, manualSeed, noGrad, randn } from '../tensor';
 import { Callback, EpochInfo, StepInfo } from './loop';
 import { labelFraction, linearEvaluation, loadBackbone } from './evaluate';
-import { PretrainConfig, PretrainRecipe, defaultConfig, isContrastive, pretrain, recipeTransform } from './pretrain';
+import { PretrainConfig, PretrainRecipe, RECIPES, buildStudent, defaultConfig, encoderOptions, isContrastive, loadTeacher, pretrain, recipeTransform } from './pretrain';
 import { classifierFor, encoderSpec } from './specs';
-import { Precision } from './trainer';
+import { Precision, Trainer } from './trainer';
 
 export type ReproduceRow = 'moco-baseline' | 'contrastive' | 'contrastive+distill' | 'distill';
 export const REPRODUCE_ROWS: readonly ReproduceRow[] = ['moco-baseline', 'contrastive', 'contrastive+distill', 'distill'];
@@ -169,6 +170,76 @@ function balancedSubset(dataset: Dataset, count: number): Dataset {
   }
 }
 
+// ---- the duration estimate -----------------------------------------------------------------
+
+/** A phase of the run as the estimate counts it: steps of a training step, or of a forward. */
+interface PlannedPhase {
+  config: PretrainConfig;
+  steps: number;
+  /** Linear evaluation: the frozen backbone's forward per batch (the Linear on top is negligible). */
+  forwardOnly?: { batchSize: number };
+}
+
+async function timed(run: () => Promise<unknown> | unknown): Promise<number> {
+  await run(); // the warm-up: allocations, oneDNN's kernel choices
+  const start = performance.now();
+  await run();
+  return performance.now() - start;
+}
+
+// Milliseconds of one training step of `config` at `size` px on this machine.
+async function trainStepMs(config: PretrainConfig, teacher: () => Promise<Model>, size: number, device: 'cpu' | 'cuda'): Promise<number> {
+  const recipe = RECIPES[config.recipe];
+  const student = buildStudent(config);
+  const frozen = recipe.teacher ? await teacher() : undefined;
+  if (device === 'cuda') {
+    student.to('cuda');
+    frozen?.to('cuda');
+  }
+  const trainer = new Trainer({
+    model: student, teacher: frozen, recipe: recipe.loss, optimizer: { kind: config.optimizer, lr: config.lr }, keyGroups: config.keyGroups,
+    teacherDtype: config.teacherPrecision, computeDtype: config.precision,
+  });
+  const views = Array.from({ length: recipe.contrastive ? 2 : 1 }, () => randn([config.batchSize, config.inChannels, size, size], { device }));
+  try {
+    return await timed(() => trainer.step(views));
+  } finally {
+    for (const view of views) view.dispose();
+  }
+}
+
+// Milliseconds of one forward of the encoder `config` trains, without gradients, at `batch` x `size` px.
+async function forwardMs(config: PretrainConfig, batch: number, size: number, device: 'cpu' | 'cuda'): Promise<number> {
+  const options = encoderOptions(config);
+  const model = options.arch === 'reactnet-a' ? reactnetA(options) : resnet(options.arch, options);
+  model.train(false);
+  if (device === 'cuda') model.to('cuda');
+  const x = randn([batch, config.inChannels, size, size], { device });
+  try {
+    return await timed(() => noGrad(() => model.features(x).dispose()));
+  } finally {
+    x.dispose();
+  }
+}
+
+/**
+ * What the run will take on this machine, before it starts: one step of each network timed (after
+ * a warm-up) at the data's size and batch, times the steps of every phase.
+ */
+async function estimateSeconds(plan: PlannedPhase[], size: number, teacher: () => Promise<Model>, device: 'cpu' | 'cuda'): Promise<number> {
+  const measured = new Map<string, number>();
+  let ms = 0;
+  for (const phase of plan) {
+    const { config, forwardOnly } = phase;
+    const key = JSON.stringify([forwardOnly?.batchSize ?? 0, config.recipe, config.arch, config.width, config.step, config.batchSize]);
+    if (!measured.has(key)) {
+      measured.set(key, forwardOnly ? await forwardMs(config, forwardOnly.batchSize, size, device) : await trainStepMs(config, teacher, size, device));
+    }
+    ms += measured.get(key)! * phase.steps;
+  }
+  return ms / 1000;
+}
+
 export async function reproduce(options: ReproduceOptions): Promise<ReproduceResult> {
   const { preset, data } = options;
   const started = Date.now();
@@ -237,36 +308,60 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   if (teacherChanges && options.teacher !== undefined) throw new Error('teacher changes apply to a teacher the run trains, not to a given teacher checkpoint');
   const teacherConfig = defaultConfig('moco-v2', { ...base, arch: 'resnet18', ...preset.teacher, ...teacherChanges });
   if (options.teacher !== undefined && !fs.existsSync(options.teacher)) throw new Error(`teacher checkpoint ${options.teacher} does not exist`);
-  const teacherFile = options.teacher ?? (await runPretrain('teacher', teacherConfig));
-  const teacher = await runLinear('teacher', teacherFile);
-
   const { lr: studentLr, baselineLr: changedBaselineLr, ...everyRow } = options.student ?? {};
   const adamLr = studentLr ?? preset.student.lr;
   const baselineLr = changedBaselineLr ?? preset.baselineLr ?? 0.03 * (preset.batchSize / 256);
   const studentEpochs = everyRow.epochs ?? preset.student.epochs;
   const student = (recipe: PretrainRecipe, step: 1 | 2, epochs: number, extra: Partial<PretrainConfig> = {}) =>
     defaultConfig(recipe, {
-      ...base, arch: 'reactnet-a', width: preset.student.width, teacherArch: 'resnet18', teacher: teacherFile,
+      ...base, arch: 'reactnet-a', width: preset.student.width, teacherArch: 'resnet18',
       ...extra, ...everyRow, step, epochs,
     });
-  const rows: ReproduceRowResult[] = [];
-  const plan: [ReproduceRow, PretrainRecipe][] = REPRODUCE_ROWS.filter((row) => !options.rows || options.rows.includes(row)).map((row) => [
-    row,
-    row === 'moco-baseline' ? 'moco-v2' : row,
-  ]);
-  for (const [row, recipe] of plan) {
-    const rowStarted = Date.now();
+  const half = Math.max(1, Math.floor(studentEpochs / 2));
+  // Each row's pre-training phases: the plain baseline (SGD + cosine) in one step, the others in two.
+  const rowPhases = (row: ReproduceRow): { phase: string; config: PretrainConfig }[] => {
     const phase = row.replace('+', '-');
-    let file: string;
-    if (row === 'moco-baseline') {
-      // The plain baseline: SGD + cosine, one step.
-      file = await runPretrain(phase, student(recipe, 2, studentEpochs, { lr: baselineLr }));
-    } else {
-      const half = Math.max(1, Math.floor(studentEpochs / 2));
-      const step1 = await runPretrain(`${phase}-step1`, student(recipe, 1, half, { lr: adamLr }));
-      file = await runPretrain(`${phase}-step2`, student(recipe, 2, Math.max(1, studentEpochs - half), { lr: adamLr, init: step1 }));
+    if (row === 'moco-baseline') return [{ phase, config: student('moco-v2', 2, studentEpochs, { lr: baselineLr }) }];
+    return [
+      { phase: `${phase}-step1`, config: student(row, 1, half, { lr: adamLr }) },
+      { phase: `${phase}-step2`, config: student(row, 2, Math.max(1, studentEpochs - half), { lr: adamLr }) },
+    ];
+  };
+  const plannedRows = REPRODUCE_ROWS.filter((row) => !options.rows || options.rows.includes(row));
+
+  // The expected duration, before anything long starts.
+  const batches = (count: number, batchSize: number, dropLast: boolean) => (dropLast ? Math.floor : Math.ceil)(count / batchSize);
+  const linclsSteps = preset.lincls.epochs * batches(train.length, preset.lincls.batchSize, true) + batches(data.test.length, preset.lincls.batchSize, false);
+  const trainSteps = (config: PretrainConfig) => config.epochs * batches(train.length, config.batchSize, true);
+  const lincls = (config: PretrainConfig): PlannedPhase => ({ config, steps: linclsSteps, forwardOnly: { batchSize: preset.lincls.batchSize } });
+  const teacherPlan: PlannedPhase[] = [...(options.teacher === undefined ? [{ config: teacherConfig, steps: trainSteps(teacherConfig) }] : []), lincls(teacherConfig)];
+  const studentPlan: PlannedPhase[] = plannedRows.flatMap((row) => {
+    const phases = rowPhases(row).map(({ config }) => ({ config, steps: trainSteps(config) }));
+    return [...phases, lincls(phases[phases.length - 1].config)];
+  });
+  const teacherModel = () =>
+    options.teacher !== undefined
+      ? loadTeacher(options.teacher, 'resnet18', { dim: teacherConfig.dim, inChannels: data.channels, stem: data.stem })
+      : Promise.resolve(resnet('resnet18', { head: 'mlp', mlpDim: teacherConfig.dim, inChannels: data.channels, stem: data.stem, width: teacherConfig.width }));
+  const teacherSeconds = await estimateSeconds(teacherPlan, data.size, teacherModel, options.device ?? 'cpu');
+  const studentSeconds = await estimateSeconds(studentPlan, data.size, teacherModel, options.device ?? 'cpu');
+  log(
+    `expected duration: about ${((teacherSeconds + studentSeconds) / 60).toFixed(1)} min on this machine (teacher ${(teacherSeconds / 60).toFixed(1)}, ` +
+      `students ${(studentSeconds / 60).toFixed(1)}; one step of each network timed at ${data.size} px, times each phase's steps)`,
+  );
+
+  const teacherFile = options.teacher ?? (await runPretrain('teacher', teacherConfig));
+  const teacher = await runLinear('teacher', teacherFile);
+
+  const rows: ReproduceRowResult[] = [];
+  for (const row of plannedRows) {
+    const rowStarted = Date.now();
+    let file = '';
+    for (const { phase, config } of rowPhases(row)) {
+      // Step 2 starts from step 1's checkpoint; every row records the teacher, as before.
+      file = await runPretrain(phase, { ...config, teacher: teacherFile, ...(config.step === 2 && row !== 'moco-baseline' ? { init: file } : {}) });
     }
-    const accuracy = await runLinear(phase, file);
+    const accuracy = await runLinear(row.replace('+', '-'), file);
     rows.push({ recipe: row, top1: accuracy.top1, top5: accuracy.top5, paperTop1: PAPER_TOP1[row], seconds: (Date.now() - rowStarted) / 1000 });
   }
   const studentChanges = options.student && Object.keys(options.student).length > 0 ? options.student : undefined;
