@@ -237,6 +237,20 @@ test('reproduce --preset smoke runs the whole experiment and writes the JSON tab
   expect(third.stdout).toMatch(/Teacher changed from the preset: \{"epochs":2,"width":0.25,"precision":"bfloat16"\}/);
 });
 
+test('reproduce --validation scores every linear classifier on held-out training images too', () => {
+  const json = path.join(tmp, 'reproduce-validation.json');
+  const r = run('reproduce', '--preset', 'smoke', '--out', path.join(tmp, 'reproduce-validation'), '--json', json, '--rows', 'distill',
+    '--teacher', path.join(tmp, 'reproduce', 'teacher', 'checkpoint.pth'), '--validation', '300');
+  expect(r.code).toBe(0);
+  const result = JSON.parse(fs.readFileSync(json, 'utf8'));
+  expect(result.validationImages).toBeGreaterThanOrEqual(290);
+  for (const top1 of [result.rows[0].validationTop1, result.teacherValidationTop1]) {
+    expect(top1).toBeGreaterThanOrEqual(0);
+    expect(top1).toBeLessThanOrEqual(100);
+  }
+  expect(r.stdout).toMatch(/\| validation top-1 \(\d+ held-out train images\) \|/);
+});
+
 test('bench-step measures the native step against the PyTorch step', () => {
   const { python } = pythonWithTorch();
   const args = ['bench-step', '--recipe', 'contrastive+distill', '--batch-size', '4', '--size', '32', '--steps', '1', '--teacher-arch', 'resnet18', '--phases', '--json'];

@@ -4,7 +4,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { Checkpoint, Model, Tensor, manualSeed, moco, noGrad, randn, reactnetA, resnet, saveCheckpoint, setPackedTrainingForward, tensor, tidy } from '../lib';
+import { Checkpoint, InMemoryDataset, Model, Tensor, manualSeed, moco, noGrad, randn, reactnetA, resnet, saveCheckpoint, setPackedTrainingForward, tensor, tidy } from '../lib';
+import type { Dataset } from '../lib/data';
 import { BatchLike, BatchSource, fit } from '../lib/train/loop';
 import { NonFiniteLossError, OptimizerOptions, Recipe, Trainer } from '../lib/train/trainer';
 import { PretrainConfig, defaultConfig, pretrain, validateConfig } from '../lib/train/pretrain';
@@ -546,5 +547,43 @@ describe('training loop', () => {
     // k = 3: the query [0.9, 0.1] is nearer two class-1 samples in sum at a high temperature.
     expect((await knnAccuracy(bank, queries, { k: 3, classes: 2, temperature: 100 })).top1).toBe(50);
     await expect(knnAccuracy(bank, queries, { k: 0, classes: 2 })).rejects.toThrow(/k must be >= 1/);
+  });
+});
+
+describe('the reproduction\'s held-out validation images', () => {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { splitTraining } = require('../lib/train/reproduce') as typeof import('../lib/train/reproduce');
+  // 1,000 2x2 images whose first two pixels spell their index, labels index mod 10.
+  const pixels = new Uint8Array(1000 * 4);
+  for (let i = 0; i < 1000; i++) [pixels[4 * i], pixels[4 * i + 1]] = [i & 255, i >> 8];
+  const labels = tensor(BigInt64Array.from({ length: 1000 }, (_, i) => BigInt(i % 10)));
+  const dataset = new InMemoryDataset(tensor(pixels, { shape: [1000, 2, 2, 1], dtype: 'uint8' }), labels, Array.from({ length: 10 }, String));
+  const ids = (d: Dataset) => {
+    const p = (d as InMemoryDataset).images().data() as Uint8Array;
+    return Array.from({ length: d.length }, (_, i) => p[4 * i] + 256 * p[4 * i + 1]);
+  };
+  const perClass = (d: Dataset) => {
+    const out = new Map<number, number>();
+    for (const id of ids(d)) out.set(id % 10, (out.get(id % 10) ?? 0) + 1);
+    return [...out.values()];
+  };
+
+  test('taken from the images the run leaves unused: the run trains on the same images as without them', () => {
+    const plain = splitTraining(dataset, 200, undefined);
+    const held = splitTraining(dataset, 200, 300);
+    expect(ids(held.train)).toEqual(ids(plain.train));
+    const validation = ids(held.validation!);
+    expect(validation).toHaveLength(300);
+    expect(validation.filter((id) => ids(held.train).includes(id))).toEqual([]);
+    expect(perClass(held.validation!)).toEqual(Array(10).fill(30));
+  });
+
+  test('carved out of the training images when the run uses them all, disjoint from them', () => {
+    const held = splitTraining(dataset, undefined, 100);
+    const train = ids(held.train);
+    const validation = ids(held.validation!);
+    expect([train.length, validation.length]).toEqual([900, 100]);
+    expect(new Set([...train, ...validation]).size).toBe(1000);
+    expect(perClass(held.validation!)).toEqual(Array(10).fill(10));
   });
 });

@@ -489,6 +489,10 @@ export const reproduceCommand = command({
       help: 'use this real-valued MoCo v2 ResNet-18 (e.g. OUT/teacher/checkpoint.pth of an earlier run) instead of pre-training a teacher',
     },
     rows: { type: 'string', value: 'LIST', help: `comma-separated subset of ${REPRODUCE_ROWS.join(',')}`, default: 'all' },
+    validation: {
+      type: 'integer',
+      help: 'hold out N training images (never trained on) and add every linear classifier\'s top-1 on them: the column to choose hyperparameters by, leaving the test split to report',
+    },
     'student-epochs': { type: 'integer', help: "every student row's epochs", default: "the preset's" },
     wd: { type: 'nonnegative', help: "every student row's weight decay", default: "the preset's" },
     'distill-temperature': { type: 'number', help: "every distilling row's temperature", default: "the preset's" },
@@ -548,6 +552,7 @@ export const reproduceCommand = command({
         device: checkDevice(flags.device),
         teacher,
         rows,
+        validation: flags.validation,
         student,
         teacherChanges,
         signal: stops.signal,

@@ -9,7 +9,7 @@ import { loadCheckpoint } from '../checkpoint';
 import { Model, reactnetA, resnet } from '../models';
 import { Tensor, manualSeed, noGrad, randn } from '../tensor';
 import { Callback, EpochInfo, StepInfo } from './loop';
-import { labelFraction, linearEvaluation, loadBackbone } from './evaluate';
+import { evaluate, labelFraction, linearEvaluation, loadBackbone } from './evaluate';
 import { PretrainConfig, PretrainRecipe, RECIPES, buildStudent, defaultConfig, encoderOptions, isContrastive, loadTeacher, pretrain, recipeTransform } from './pretrain';
 import { classifierFor, encoderSpec } from './specs';
 import { Precision, Trainer } from './trainer';
@@ -107,6 +107,8 @@ export interface ReproduceRowResult {
   recipe: ReproduceRow;
   top1: number;
   top5: number;
+  /** With ReproduceOptions.validation: the linear classifier's top-1 on the held-out images. */
+  validationTop1?: number;
   paperTop1: number;
   seconds: number;
 }
@@ -117,6 +119,9 @@ export interface ReproduceResult {
   rows: ReproduceRowResult[];
   teacherTop1: number;
   teacherTop5: number;
+  teacherValidationTop1?: number;
+  /** Training images held out for choosing hyperparameters (ReproduceOptions.validation). */
+  validationImages?: number;
   /** The changes made to the student rows (ReproduceOptions.student), if any. */
   studentChanges?: StudentChanges;
   /** The changes made to the teacher's pre-training (ReproduceOptions.teacherChanges), if any. */
@@ -148,6 +153,14 @@ export interface ReproduceOptions {
   teacherChanges?: TeacherChanges;
   /** The rows to run, in this order (default: all four). */
   rows?: ReproduceRow[];
+  /**
+   * Hold out this many training images (class-balanced, never used for pre-training or to train
+   * a linear classifier) and report every linear classifier's top-1 on them: the split to choose
+   * hyperparameters on, so that the test split only reports. Taken from the training images the
+   * preset leaves unused where there are enough (the run itself is then unchanged), else carved
+   * out of them.
+   */
+  validation?: number;
   /** Changes to the student rows (see StudentChanges). */
   student?: StudentChanges;
   /** Progress of each phase (e.g. a RunReporter per phase); `phase` names the folder under `out`. */
@@ -160,14 +173,34 @@ export interface ReproduceOptions {
   signal?: AbortSignal;
 }
 
-/** About `count` samples with every class keeping its share, whatever the dataset's order. */
-function balancedSubset(dataset: Dataset, count: number): Dataset {
+/**
+ * The training images a run uses (about `trainImages`, class-balanced; all without it) and, with
+ * `validation`, about that many others held out, class-balanced: from the images the run leaves
+ * unused when there are enough, else carved out of the training images.
+ */
+/** @internal */
+export function splitTraining(dataset: Dataset, trainImages: number | undefined, validation: number | undefined): { train: Dataset; validation?: Dataset } {
   const labels = dataset.labels();
-  try {
-    return dataset.subset(labelFraction(labels.toTypedArray() as BigInt64Array, count / dataset.length));
-  } finally {
-    labels.dispose();
+  const all = labels.toTypedArray() as BigInt64Array;
+  labels.dispose();
+  const pick = (pool: Int32Array, count: number): Int32Array => {
+    const chosen = labelFraction(Array.from(pool, (i) => all[i]), Math.min(1, count / pool.length));
+    return Int32Array.from(chosen, (j) => pool[j]);
+  };
+  const everything = Int32Array.from({ length: all.length }, (_, i) => i);
+  const without = (pool: Int32Array, taken: Int32Array) => {
+    const out = new Set(taken);
+    return pool.filter((i) => !out.has(i));
+  };
+  let train: Int32Array = trainImages !== undefined && trainImages < all.length ? pick(everything, trainImages) : everything;
+  if (!validation) return { train: train.length === all.length ? dataset : dataset.subset(train) };
+  let rest: Int32Array = without(everything, train);
+  if (rest.length < validation) {
+    const held = pick(train, validation);
+    train = without(train, held);
+    rest = held;
   }
+  return { train: dataset.subset(train), validation: dataset.subset(pick(rest, validation)) };
 }
 
 // ---- the duration estimate -----------------------------------------------------------------
@@ -245,10 +278,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const started = Date.now();
   const log = options.log ?? (() => undefined);
   const seed = options.seed ?? 0;
-  const train =
-    preset.trainImages !== undefined && preset.trainImages < data.train.length
-      ? balancedSubset(data.train, preset.trainImages)
-      : data.train;
+  const { train, validation } = splitTraining(data.train, preset.trainImages, options.validation);
   const base: Partial<PretrainConfig> = {
     stem: data.stem,
     inChannels: data.channels,
@@ -279,7 +309,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
     }
   };
 
-  const runLinear = async (phase: string, checkpointFile: string): Promise<{ top1: number; top5: number }> => {
+  const runLinear = async (phase: string, checkpointFile: string): Promise<{ top1: number; top5: number; validationTop1?: number }> => {
     const checkpoint = await loadCheckpoint(checkpointFile);
     manualSeed(seed); // the new Linear's initial weights
     const model = classifierFor(encoderSpec(checkpoint), data.numClasses);
@@ -294,8 +324,20 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
         onStepEnd: hooks.onStepEnd, onEpochEnd: hooks.onEpochEnd, signal: options.signal,
       });
       if (!result.fit.completed) throw new Error(`${phase} linear evaluation was stopped`);
-      log(`${phase}: linear evaluation top-1 ${result.top1.toFixed(2)}, top-5 ${result.top5.toFixed(2)}`);
-      return { top1: result.top1, top5: result.top5 };
+      let validationTop1: number | undefined;
+      if (validation) {
+        const validationLoader = loaderFor(transforms.evaluation(data.size, data.size, data.channels), 1, validation, false, preset.lincls.batchSize);
+        try {
+          validationTop1 = (await evaluate(model, validationLoader)).top1;
+        } finally {
+          validationLoader.close();
+        }
+      }
+      log(
+        `${phase}: linear evaluation top-1 ${result.top1.toFixed(2)}, top-5 ${result.top5.toFixed(2)}` +
+          `${validationTop1 !== undefined ? `, validation top-1 ${validationTop1.toFixed(2)}` : ''}`,
+      );
+      return { top1: result.top1, top5: result.top5, validationTop1 };
     } finally {
       hooks.close?.();
       trainLoader.close();
@@ -362,24 +404,33 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
       file = await runPretrain(phase, { ...config, teacher: teacherFile, ...(config.step === 2 && row !== 'moco-baseline' ? { init: file } : {}) });
     }
     const accuracy = await runLinear(row.replace('+', '-'), file);
-    rows.push({ recipe: row, top1: accuracy.top1, top5: accuracy.top5, paperTop1: PAPER_TOP1[row], seconds: (Date.now() - rowStarted) / 1000 });
+    rows.push({
+      recipe: row, top1: accuracy.top1, top5: accuracy.top5, ...(validation ? { validationTop1: accuracy.validationTop1 } : {}),
+      paperTop1: PAPER_TOP1[row], seconds: (Date.now() - rowStarted) / 1000,
+    });
   }
   const studentChanges = options.student && Object.keys(options.student).length > 0 ? options.student : undefined;
   return {
-    preset: preset.name, dataset: data.name, rows, teacherTop1: teacher.top1, teacherTop5: teacher.top5, studentChanges, teacherChanges,
+    preset: preset.name, dataset: data.name, rows, teacherTop1: teacher.top1, teacherTop5: teacher.top5,
+    ...(validation ? { teacherValidationTop1: teacher.validationTop1, validationImages: validation.length } : {}), studentChanges, teacherChanges,
     seconds: (Date.now() - started) / 1000,
   };
 }
 
 export function formatReproduceTable(result: ReproduceResult): string {
+  // With held-out images, their top-1 is the column to choose hyperparameters by.
+  const held = result.validationImages !== undefined;
+  const validation = (top1: number | undefined) => (held ? ` ${top1 !== undefined ? top1.toFixed(2) : '-'} |` : '');
   const lines = [
-    `| row (ReActNet-A student) | ${result.dataset} top-1 | top-5 | paper ImageNet top-1 | minutes |`,
-    '|---|---|---|---|---|',
+    `| row (ReActNet-A student) | ${result.dataset} top-1 | top-5 |${held ? ` validation top-1 (${result.validationImages} held-out train images) |` : ''} paper ImageNet top-1 | minutes |`,
+    `|---|---|---|${held ? '---|' : ''}---|---|`,
   ];
   for (const r of result.rows) {
-    lines.push(`| ${r.recipe} | ${r.top1.toFixed(2)} | ${r.top5.toFixed(2)} | ${r.paperTop1.toFixed(2)} | ${(r.seconds / 60).toFixed(1)} |`);
+    lines.push(`| ${r.recipe} | ${r.top1.toFixed(2)} | ${r.top5.toFixed(2)} |${validation(r.validationTop1)} ${r.paperTop1.toFixed(2)} | ${(r.seconds / 60).toFixed(1)} |`);
   }
-  lines.push(`| real-valued teacher (ResNet-18, MoCo v2) | ${result.teacherTop1.toFixed(2)} | ${result.teacherTop5.toFixed(2)} | 71.1 (ResNet-50) | |`);
+  lines.push(
+    `| real-valued teacher (ResNet-18, MoCo v2) | ${result.teacherTop1.toFixed(2)} | ${result.teacherTop5.toFixed(2)} |${validation(result.teacherValidationTop1)} 71.1 (ResNet-50) | |`,
+  );
   if (result.studentChanges) lines.push('', `Students changed from the preset: ${JSON.stringify(result.studentChanges)}`);
   if (result.teacherChanges) lines.push('', `Teacher changed from the preset: ${JSON.stringify(result.teacherChanges)}`);
   return lines.join('\n');
