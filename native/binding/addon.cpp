@@ -2,11 +2,13 @@
 // mode, memory statistics, build facts).
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/util/Logging.h>
 #include <torch/version.h>
 
 #include <cmath>
 #include <sstream>
 
+#include "../compat.h"
 #include "../data/decode.h"
 #include "../distributed/backends.h"
 #include "../ops/ops.h"
@@ -239,9 +241,23 @@ Napi::Value parallel_info(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), at::get_parallel_info());
 }
 
+// Where NNPACK cannot start (CPUs its cpuinfo does not know), libtorch >= 2 logs "Could not
+// initialize NNPACK" each time a convolution asks whether it may use it: ask once, with only
+// errors logged, and turn NNPACK off so that nothing asks again. (1.13 asks once and has no switch.)
+void disable_unusable_nnpack() {
+#if S2BNN_TORCH_AT_LEAST(2, 1)
+  const int level = FLAGS_caffe2_log_level;
+  FLAGS_caffe2_log_level = 2;  // errors
+  const bool usable = at::_nnpack_available();
+  FLAGS_caffe2_log_level = level;
+  if (!usable) at::globalContext().setUserEnabledNNPACK(false);
+#endif
+}
+
 }  // namespace
 
 void init_runtime(Napi::Env env, Napi::Object exports) {
+  disable_unusable_nnpack();
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads));
   exports.Set("getNumThreads", Napi::Function::New(env, get_num_threads));
   exports.Set("setPackedTrainingForward", Napi::Function::New(env, set_packed_training_forward));
