@@ -381,10 +381,12 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
     const phases = rowPhases(row).map(({ config }) => ({ config, steps: trainSteps(config) }));
     return [...phases, lincls(phases[phases.length - 1].config)];
   });
+  // Built (or read) once: every distilling phase's step is timed against the same teacher.
+  let estimateTeacher: Promise<Model> | undefined;
   const teacherModel = () =>
-    options.teacher !== undefined
+    (estimateTeacher ??= options.teacher !== undefined
       ? loadTeacher(options.teacher, 'resnet18', { dim: teacherConfig.dim, inChannels: data.channels, stem: data.stem })
-      : Promise.resolve(resnet('resnet18', { head: 'mlp', mlpDim: teacherConfig.dim, inChannels: data.channels, stem: data.stem, width: teacherConfig.width }));
+      : Promise.resolve(resnet('resnet18', { head: 'mlp', mlpDim: teacherConfig.dim, inChannels: data.channels, stem: data.stem, width: teacherConfig.width })));
   const teacherSeconds = await estimateSeconds(teacherPlan, data.size, teacherModel, options.device ?? 'cpu');
   const studentSeconds = await estimateSeconds(studentPlan, data.size, teacherModel, options.device ?? 'cpu');
   log(

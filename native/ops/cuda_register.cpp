@@ -269,8 +269,10 @@ bool default_mma() {
   return mma;
 }
 
-// The popc kernel reads the weights as [K, O] (coalesced over a warp's output channels); `w_t`
-// is that layout made once (bconv_prepare), or undefined to make it here.
+// The popc kernel reads the weights as [K, O] (coalesced over a warp's output channels).
+at::Tensor popc_weight_layout(const at::Tensor& w) { return w.contiguous().reshape({w.size(0), -1}).t().contiguous(); }
+
+// `w_t`: the popc layout made once (bconv_prepare), or undefined to make it here.
 at::Tensor bconv2d_packed_with(const at::Tensor& x, const at::Tensor& w, int64_t channels, int64_t stride,
                                int64_t padding, const c10::optional<at::Tensor>& scale,
                                const c10::optional<at::Tensor>& shift, bool mma, at::Tensor w_t = {}) {
@@ -283,7 +285,7 @@ at::Tensor bconv2d_packed_with(const at::Tensor& x, const at::Tensor& w, int64_t
   if (shift && shift->defined()) sh = shift->contiguous();
   at::Tensor out = at::empty({s.batch, s.out_channels, s.out_height, s.out_width},
                              x.options().dtype(affine ? at::kFloat : at::kInt), at::MemoryFormat::ChannelsLast);
-  const at::Tensor wt = mma ? at::Tensor() : w_t.defined() ? w_t : wc.reshape({s.out_channels, -1}).t().contiguous();
+  const at::Tensor wt = mma ? at::Tensor() : w_t.defined() ? w_t : popc_weight_layout(wc);
   launch([&] {
     cuda::bconv2d_packed(words_of(xc), words_of(wc), mma ? nullptr : words_of(wt), s,
                          affine ? sc.data_ptr<float>() : nullptr,
@@ -309,7 +311,7 @@ std::vector<at::Tensor> bconv_prepare(const at::Tensor& w, int64_t channels) {
   packed::prepared_weights_args(w, channels);
   if (default_mma()) return {};
   const c10::cuda::CUDAGuard guard(w.device());
-  return {w.contiguous().reshape({w.size(0), -1}).t().contiguous()};
+  return {popc_weight_layout(w)};
 }
 
 at::Tensor bconv2d_prepared(const at::Tensor& x, const at::Tensor& w, at::TensorList prepared, int64_t channels,
